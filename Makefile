@@ -1,0 +1,41 @@
+# lcstats: `make report` builds the example evaluation report, `make test` runs every test.
+# Both create the virtual environment (.venv) with pinned versions on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup report test lint format lab example-data benchmark clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "lcstats needs Python >= 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name lcstats --display-name "Python (lcstats)" > /dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+report: setup
+	$(BIN)/lcstats run params/example.yaml
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check lcstats tests benchmarks
+	$(BIN)/ruff format --check lcstats tests benchmarks
+
+format: setup
+	$(BIN)/ruff format lcstats tests benchmarks
+	$(BIN)/ruff check --fix lcstats tests benchmarks
+
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+example-data: setup
+	$(BIN)/lcstats simulate --out data/example --learners 2000 --seed 20261128
+
+clean:
+	rm -rf $(VENV) reports/*/ reports/runs.sqlite .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from lcstats.cli import main
+
+sys.exit(main())

@@ -1,0 +1,170 @@
+"""The ``lcstats`` command line: simulate, validate, run, run-all, runs.
+
+Exit codes: 0 success; 2 invalid input (a message says which file, column and rows, and what to
+do); 1 any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from lcstats.errors import EstimationError, InputError, LcstatsError
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from lcstats.simulate import simulate_programme, write_programme
+
+    try:
+        programme = simulate_programme(
+            n_learners=args.learners, seed=args.seed, confounding=args.confounding
+        )
+    except ValueError as exc:
+        raise InputError(str(exc), source="lcstats simulate") from None
+    paths = write_programme(programme, args.out, fmt=args.format)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return EXIT_OK
+
+
+def validate_evaluation(params_path: str | Path) -> str:
+    """Check parameters, every input table, and that each effect can be estimated.
+
+    Returns a short summary; raises `InputError` or `EstimationError` otherwise.
+    """
+    from lcstats.analysis import estimate_effects
+    from lcstats.metrics import learner_outcomes
+    from lcstats.params import load_params
+    from lcstats.runner import preflight
+
+    params = load_params(params_path)
+    _, programme = preflight(params)
+    outcomes = learner_outcomes(programme, as_of=params.as_of)
+    effects = estimate_effects(
+        outcomes,
+        treatment=params.treatment,
+        covariates=params.covariates,
+        methods=params.methods,
+        estimand=params.estimand,
+        cluster=params.cluster,
+        alpha=params.alpha,
+    )
+    rows = ", ".join(f"{t} {s.rows_read:,} rows" for t, s in programme.sources.items())
+    samples = ", ".join(f"{o}: {len(s.data):,} learners" for o, s in effects.samples.items())
+    return f"{params_path}: valid ({rows}; analysis samples {samples})"
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    print(validate_evaluation(args.params))
+    return EXIT_OK
+
+
+def _report_outcome(outcome) -> None:
+    if outcome.status == "succeeded":
+        print(outcome.run_dir)
+        print(f"report: {outcome.run_dir / 'report.html'}", file=sys.stderr)
+    elif outcome.status == "skipped":
+        print(f"skipped {outcome.evaluation}: {outcome.message}", file=sys.stderr)
+        if outcome.run_dir:
+            print(outcome.run_dir)
+    else:
+        where = f" (run folder: {outcome.run_dir})" if outcome.run_dir else ""
+        print(f"{outcome.evaluation}: {outcome.status}{where}\n{outcome.message}", file=sys.stderr)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from lcstats.runner import run_evaluation
+
+    outcome = run_evaluation(
+        args.params, output_dir=args.output_dir, skip_unchanged=args.skip_unchanged
+    )
+    _report_outcome(outcome)
+    return outcome.exit_code
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from lcstats.ledger import list_runs
+
+    table = list_runs(args.output_dir, evaluation=args.evaluation, limit=args.limit)
+    if table.empty:
+        print("no runs recorded")
+        return EXIT_OK
+    cols = ["evaluation", "run_id", "status", "started", "duration_s", "message"]
+    print(table[cols].to_string(index=False, max_colwidth=60))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``lcstats`` command."""
+    parser = argparse.ArgumentParser(prog="lcstats", description="Coaching-evaluation workbench")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("simulate", help="write a synthetic programme and its true effects")
+    p.add_argument(
+        "--out", required=True, type=Path, help="folder to write the tables and truth.json to"
+    )
+    p.add_argument("--learners", type=int, default=2000, help="number of learners (default 2000)")
+    p.add_argument("--seed", type=int, default=20261128, help="random seed (default 20261128)")
+    p.add_argument(
+        "--confounding",
+        type=float,
+        default=1.0,
+        help="strength of selection into coaching (0 = none)",
+    )
+    p.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("validate", help="check parameters and input tables; exit 2 when invalid")
+    p.add_argument("params", type=Path)
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("run", help="run one evaluation and print its run folder")
+    p.add_argument("params", type=Path)
+    p.add_argument("--output-dir", type=Path, default=Path("reports"))
+    p.add_argument(
+        "--skip-unchanged",
+        action="store_true",
+        help="skip when inputs, parameters and code are unchanged",
+    )
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("runs", help="list recorded runs (the run ledger)")
+    p.add_argument("--output-dir", type=Path, default=Path("reports"))
+    p.add_argument("--evaluation", default=None)
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=_cmd_runs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lcstats`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(exc.describe(), file=sys.stderr)
+        return EXIT_INVALID
+    except EstimationError as exc:
+        print(f"cannot estimate: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except LcstatsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # a bug, not a user mistake: keep the traceback for the report
+        traceback.print_exc()
+        print(
+            "internal error in lcstats (a bug): please report it with the lines above",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

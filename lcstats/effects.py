@@ -1,0 +1,500 @@
+"""Average effects of a binary treatment (coaching) on a learner outcome.
+
+Every estimator is written as an M-estimator: the nuisance models (a statsmodels ``Logit``
+propensity model and ``OLS`` outcome models by group) are fitted with statsmodels, and the
+standard error comes from the stacked influence function of the effect, which includes the terms
+for the estimated nuisance parameters. Summing influence values within clusters gives
+cluster-robust standard errors (coaching and managers act on whole teams).
+
+Why not ``statsmodels.treatment.TreatmentEffect`` directly: it offers no clustering, no AIPW for
+the treated (ATT), refits its GMM with Nelder-Mead (impractical at 10^5-10^6 learners) and clips
+propensity scores in its inference but not in its IPW point estimate. Our unclustered standard
+errors are tested to agree with it where both apply (see tests/test_effects.py).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from scipy import stats
+from statsmodels.tools.sm_exceptions import (
+    ConvergenceWarning,
+    PerfectSeparationWarning,
+    SingularMatrixWarning,
+)
+
+from lcstats.errors import EstimationError
+from lcstats.options import ESTIMANDS, METHODS, OUTCOME_UNITS, check_choice
+
+MIN_PER_GROUP = 5
+MAX_LEVELS = 60
+OVERLAP_WARN = 0.02
+
+
+@dataclass(frozen=True)
+class EffectEstimate:
+    """An average effect of a treatment on an outcome, with its uncertainty.
+
+    ``estimate`` is the difference treated minus untreated in the outcome's units; for
+    ``skills_gap`` a negative value means coaching closed the gap.
+    """
+
+    outcome: str
+    treatment: str
+    estimand: str
+    method: str
+    estimate: float
+    std_error: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_treated: int
+    n_control: int
+    alpha: float = 0.05
+    units: str = ""
+    covariates: tuple[str, ...] = ()
+    cluster: str | None = None
+    n_clusters: int | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    COLUMNS = (
+        "outcome",
+        "treatment",
+        "estimand",
+        "method",
+        "estimate",
+        "std_error",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "n_treated",
+        "n_control",
+        "units",
+    )
+
+    def as_dict(self) -> dict:
+        """Return the record written to results.json (the design's field list)."""
+        d = asdict(self)
+        return {k: d[k] for k in self.COLUMNS} | {
+            "alpha": self.alpha,
+            "cluster": self.cluster,
+            "n_clusters": self.n_clusters,
+            "covariates": list(self.covariates),
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        """Return a one-row tidy frame with snake_case columns."""
+        return pd.DataFrame([self.as_dict()])
+
+    @property
+    def confidence(self) -> int:
+        """The confidence level in percent (95 for alpha = 0.05)."""
+        return round(100 * (1 - self.alpha))
+
+    def reading(self) -> str:
+        """One plain-language sentence that is right for negative, null and positive effects."""
+        return plain_reading(self)
+
+    def summary(self) -> str:
+        """Return a short text summary (not printed)."""
+        clus = f", clustered by {self.cluster} ({self.n_clusters} clusters)" if self.cluster else ""
+        lines = [
+            f"{self.estimand} of {self.treatment} on {self.outcome} ({self.method}{clus})",
+            f"  estimate {self.estimate:.4g}  std. error {self.std_error:.3g}  "
+            f"{self.confidence}% CI [{self.ci_low:.4g}, {self.ci_high:.4g}]  p = {format_p(self.p_value)}",
+            f"  learners: {self.n_treated} treated, {self.n_control} comparison; units: {self.units}",
+            f"  {self.reading()}",
+        ]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        frame = self.to_frame()[list(self.COLUMNS)]
+        return f"<p>{escape(self.reading())}</p>" + frame.to_html(index=False, float_format="{:.4g}".format)
+
+
+def format_p(p: float) -> str:
+    """Format a p-value for readers (``< 0.001`` below one in a thousand)."""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def format_effect(value: float, outcome: str, *, signed: bool = True) -> str:
+    """Format an effect in its outcome's units (percentage points for follow-through)."""
+    sign = "+" if signed else ""
+    if outcome == "follow_through":
+        return f"{100 * value:{sign}.1f} percentage points"
+    if outcome == "skills_gap":
+        return f"{value:{sign}.2f} points"
+    return f"{value:{sign},.4g}"
+
+
+VERBS = {  # outcome -> (verb when the estimate is positive, verb when negative)
+    "follow_through": ("raised follow-through", "lowered follow-through"),
+    "skills_gap": ("widened the skills gap", "narrowed the skills gap"),
+}
+
+
+def plain_reading(est: EffectEstimate) -> str:
+    """Describe an estimate in one sentence for non-specialists."""
+    treat = {"coached": "Coaching", "manager_coached": "Coaching the line manager"}.get(
+        est.treatment, f"'{est.treatment}'"
+    )
+    up, down = VERBS.get(est.outcome, (f"increased {est.outcome}", f"decreased {est.outcome}"))
+    ci = (
+        f"{est.confidence}% interval {format_effect(est.ci_low, est.outcome, signed=False)} "
+        f"to {format_effect(est.ci_high, est.outcome, signed=False)}"
+    )
+    who = " for the learners who were coached" if est.estimand == "ATT" else ""
+    if est.ci_low > 0 or est.ci_high < 0:
+        verb = up if est.estimate > 0 else down
+        size = format_effect(abs(est.estimate), est.outcome, signed=False)
+        return f"{treat} {verb} by about {size}{who} ({ci}); an effect of zero is not plausible given these data."
+    return (
+        f"We cannot tell whether {treat.lower()} changed {est.outcome.replace('_', ' ')}{who}: the estimate is "
+        f"{format_effect(est.estimate, est.outcome)}, but the {ci} includes no effect."
+    )
+
+
+def _design(data: pd.DataFrame, covariates: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Intercept plus covariates; text columns become indicator columns (first level dropped)."""
+    parts = [pd.Series(1.0, index=data.index, name="const")]
+    for cov in covariates:
+        col = data[cov]
+        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+            values = col.astype(float)
+            if not np.isfinite(values.to_numpy()).all():
+                raise ValueError(f"covariate '{cov}' has infinite values; it must be finite numbers")
+            if values.nunique() < 2:
+                raise EstimationError(
+                    f"covariate '{cov}' has the same value for every learner, so it cannot adjust "
+                    "for anything; remove it from the covariates"
+                )
+            parts.append(values.rename(cov))
+        else:
+            levels = sorted(col.astype(str).unique())
+            if len(levels) > MAX_LEVELS:
+                raise EstimationError(
+                    f"covariate '{cov}' has {len(levels)} different text values; a category with "
+                    f"more than {MAX_LEVELS} levels looks like an identifier or a number stored as text"
+                )
+            if len(levels) < 2:
+                raise EstimationError(
+                    f"covariate '{cov}' has a single value ('{levels[0]}') for every learner; "
+                    "remove it from the covariates"
+                )
+            for level in levels[1:]:
+                parts.append((col.astype(str) == level).astype(float).rename(f"{cov}[{level}]"))
+    frame = pd.concat(parts, axis=1)
+    return frame.to_numpy(dtype=float), list(frame.columns)
+
+
+@dataclass(frozen=True)
+class _Propensity:
+    score: np.ndarray
+    hessian_inv: np.ndarray  # inverse of sum_i e_i (1 - e_i) x_i x_i'
+
+
+def fit_propensity(treated: np.ndarray, x: np.ndarray, names: Sequence[str]) -> _Propensity:
+    """Fit the logistic propensity model with statsmodels; refuse when there is no overlap."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerfectSeparationWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        try:
+            res = sm.Logit(treated, x).fit(disp=0, method="newton", maxiter=100)
+        except (PerfectSeparationWarning, np.linalg.LinAlgError) as exc:
+            raise EstimationError(
+                "the covariates predict coaching perfectly (no overlap between coached and "
+                f"uncoached learners): {exc}. Remove the covariate that decides who was coached"
+            ) from None
+    score = np.asarray(res.predict(), dtype=float)
+    if score.min() < 1e-6 or score.max() > 1 - 1e-6:
+        worst = [n for n, b in zip(names, np.abs(res.params), strict=True) if b > 15]
+        raise EstimationError(
+            "the covariates almost perfectly predict coaching (propensity scores of 0 or 1), "
+            "so coached and uncoached learners cannot be compared"
+            + (f"; look at {', '.join(worst)}" if worst else "")
+        )
+    weight = score * (1 - score)
+    hess = (x * weight[:, None]).T @ x
+    return _Propensity(score, np.linalg.pinv(hess))
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    fitted: np.ndarray  # predictions for every learner
+    resid: np.ndarray  # residuals (0 outside the group)
+    xtx_inv: np.ndarray
+    mask: np.ndarray
+
+
+def fit_outcome(
+    y: np.ndarray, x: np.ndarray, mask: np.ndarray, names: Sequence[str], rank: int, group: str
+) -> _Outcome:
+    """Fit the linear outcome model in one group with statsmodels OLS.
+
+    The model's predictions for the other group are determined only when the covariates vary
+    within the group as much as in the whole sample (same rank): a covariate or category that is
+    constant within one group separates the groups and leaves the prediction arbitrary. Collinear
+    covariates in the whole sample are harmless (the predictions are unique) and pass silently.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SingularMatrixWarning)
+        res = sm.OLS(y[mask], x[mask]).fit()
+    if res.model.rank < rank:
+        sub = x[mask]
+        constant = [n for j, n in enumerate(names) if n != "const" and np.ptp(sub[:, j]) == 0]
+        raise EstimationError(
+            f"the covariates do not vary among the {group} learners as they do overall"
+            + (f" ({', '.join(constant)} is the same for all of them)" if constant else "")
+            + ", so coached and uncoached learners cannot be compared on them; remove or merge "
+            "the covariate (or category) that decides who was coached"
+        )
+    fitted = x @ res.params
+    resid = np.where(mask, y - fitted, 0.0)
+    return _Outcome(fitted, resid, res.normalized_cov_params, mask)
+
+
+def _correction(x: np.ndarray, matrix: np.ndarray, grad: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """Influence of estimated nuisance parameters: n * x_i' M g * factor_i."""
+    n = x.shape[0]
+    return n * (x @ (matrix @ grad)) * factor
+
+
+def _influence(
+    method: str, estimand: str, y: np.ndarray, t: np.ndarray, x: np.ndarray, names: Sequence[str]
+) -> tuple[float, np.ndarray, list[str]]:
+    """Return the estimate, its influence values (mean zero) and notes."""
+    notes: list[str] = []
+    p_bar = t.mean()
+    c = 1 - t
+    if method == "difference":
+        mu1, mu0 = y[t == 1].mean(), y[t == 0].mean()
+        psi = t * (y - mu1) / p_bar - c * (y - mu0) / (1 - p_bar)
+        return mu1 - mu0, psi, notes
+
+    # Every adjusted method needs overlap: regression would otherwise extrapolate silently, so it
+    # fits the propensity model too (only to check overlap and report limited overlap).
+    prop = fit_propensity(t, x, names)
+    e = prop.score
+    share = float(np.mean((e < OVERLAP_WARN) | (e > 1 - OVERLAP_WARN)))
+    if share >= 0.01:
+        notes.append(
+            f"{100 * share:.1f}% of learners have a propensity score below {OVERLAP_WARN} or "
+            "above {:.2f}: overlap is limited and weights are large".format(1 - OVERLAP_WARN)
+        )
+    score_t = t - e  # Logit score factor
+    odds = e / (1 - e)
+    rank = int(np.linalg.matrix_rank(x))
+
+    def outcome_model(group: int) -> _Outcome:
+        label = "coached" if group == 1 else "comparison"
+        return fit_outcome(y, x, t == group, names, rank, label)
+
+    if method == "regression":
+        m0 = outcome_model(0)
+        if estimand == "ATE":
+            m1 = outcome_model(1)
+            tau = float(np.mean(m1.fitted - m0.fitted))
+            xbar = x.mean(axis=0)
+            psi = (
+                m1.fitted - m0.fitted - tau
+                + _correction(x, m1.xtx_inv, xbar, m1.resid)
+                - _correction(x, m0.xtx_inv, xbar, m0.resid)
+            )
+        else:
+            tau = float(np.sum(t * (y - m0.fitted)) / t.sum())
+            xbar_t = x[t == 1].mean(axis=0)
+            psi = t * (y - m0.fitted - tau) / p_bar - _correction(x, m0.xtx_inv, xbar_t, m0.resid)
+        return tau, psi, notes
+
+    if method == "ipw":
+        if estimand == "ATE":
+            w1, w0 = t / e, c / (1 - e)
+            mu1 = np.sum(w1 * y) / w1.sum()
+            mu0 = np.sum(w0 * y) / w0.sum()
+            phi = w1 * (y - mu1) / w1.mean() - w0 * (y - mu0) / w0.mean()
+            grad = (
+                -(x * (t * (y - mu1) * (1 - e) / e)[:, None]).mean(axis=0) / w1.mean()
+                - (x * (c * (y - mu0) * odds)[:, None]).mean(axis=0) / w0.mean()
+            )
+        else:
+            w0 = c * odds
+            mu1 = y[t == 1].mean()
+            mu0 = np.sum(w0 * y) / w0.sum()
+            phi = t * (y - mu1) / p_bar - w0 * (y - mu0) / w0.mean()
+            grad = -(x * (w0 * (y - mu0))[:, None]).mean(axis=0) / w0.mean()
+        psi = phi + _correction(x, prop.hessian_inv, grad, score_t)
+        return float(mu1 - mu0), psi, notes
+
+    if method == "aipw":
+        m0 = outcome_model(0)
+        if estimand == "ATE":
+            m1 = outcome_model(1)
+            r1, r0 = y - m1.fitted, y - m0.fitted
+            a = m1.fitted - m0.fitted + t * r1 / e - c * r0 / (1 - e)
+            tau = float(a.mean())
+            g1 = (x * (1 - t / e)[:, None]).mean(axis=0)
+            g0 = -(x * (1 - c / (1 - e))[:, None]).mean(axis=0)
+            gp = -(x * (t * r1 * (1 - e) / e + c * r0 * odds)[:, None]).mean(axis=0)
+            psi = (
+                a - tau
+                + _correction(x, m1.xtx_inv, g1, m1.resid)
+                + _correction(x, m0.xtx_inv, g0, m0.resid)
+                + _correction(x, prop.hessian_inv, gp, score_t)
+            )
+        else:
+            r0 = y - m0.fitted
+            b = t * r0 - c * odds * r0
+            tau = float(b.sum() / t.sum())
+            g0 = (x * (-t + c * odds)[:, None]).mean(axis=0) / p_bar
+            gp = -(x * (c * odds * r0)[:, None]).mean(axis=0) / p_bar
+            psi = (
+                (b - t * tau) / p_bar
+                + _correction(x, m0.xtx_inv, g0, m0.resid)
+                + _correction(x, prop.hessian_inv, gp, score_t)
+            )
+        return tau, psi, notes
+    raise AssertionError(method)  # unreachable: checked at the boundary
+
+
+def _variance(psi: np.ndarray, groups: np.ndarray | None) -> tuple[float, int | None]:
+    """Sandwich variance of a mean of influence values, cluster-robust when groups are given."""
+    n = psi.shape[0]
+    if groups is None:
+        return float(np.sum(psi**2) / n**2 * n / (n - 1)), None
+    codes, _ = pd.factorize(groups, sort=True)
+    sums = np.bincount(codes, weights=psi)
+    g = sums.shape[0]
+    if g < 2:
+        return math.nan, g
+    return float(np.sum(sums**2) / n**2 * g / (g - 1)), g
+
+
+def estimate_effect(
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    treatment: str,
+    covariates: Sequence[str] = (),
+    method: str = "aipw",
+    estimand: str = "ATE",
+    cluster: str | None = None,
+    alpha: float = 0.05,
+) -> EffectEstimate:
+    """Estimate the average effect of a 0/1 treatment on an outcome.
+
+    Parameters
+    ----------
+    data : DataFrame
+        One row per learner, with no missing values in the columns used (see
+        `lcstats.analysis_sample`, which excludes and counts such rows).
+    outcome, treatment : str
+        Column names; the treatment must be coded 0/1.
+    covariates : sequence of str
+        Confounders to adjust for; text columns are expanded into indicators.
+    method : {"difference", "regression", "ipw", "aipw"}
+        Unadjusted difference in means, regression adjustment, inverse probability weighting
+        (normalised weights) or augmented IPW (doubly robust).
+    estimand : {"ATE", "ATT"}
+        Average effect over all learners, or over the treated learners.
+    cluster : str, optional
+        Column identifying clusters (team, manager) for cluster-robust standard errors; the
+        interval then uses a t distribution with (clusters - 1) degrees of freedom.
+    alpha : float
+        1 - confidence level of the interval.
+
+    Returns
+    -------
+    EffectEstimate
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(1)
+    >>> x = rng.normal(size=400)
+    >>> t = (rng.random(400) < 1 / (1 + np.exp(-x))).astype(int)
+    >>> df = pd.DataFrame({"y": 2 * t + x + rng.normal(size=400), "t": t, "x": x})
+    >>> est = estimate_effect(df, outcome="y", treatment="t", covariates=["x"])
+    >>> bool(est.ci_low < 2 < est.ci_high)
+    True
+    """
+    check_choice("method", method, METHODS)
+    check_choice("estimand", estimand, ESTIMANDS)
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha!r} must be between 0 and 1")
+    covariates = tuple(covariates)
+    used = [outcome, treatment, *covariates] + ([cluster] if cluster else [])
+    missing_cols = [c for c in used if c not in data.columns]
+    if missing_cols:
+        raise ValueError(f"column(s) {', '.join(missing_cols)} not in data; have {', '.join(map(str, data.columns))}")
+    if treatment in covariates or outcome in covariates:
+        raise ValueError("the outcome and the treatment cannot also be covariates")
+    nan_cols = [c for c in used if data[c].isna().any()]
+    if nan_cols:
+        raise ValueError(
+            f"missing values in {', '.join(nan_cols)}; use lcstats.analysis_sample to exclude "
+            "and count those learners first"
+        )
+    t_raw = pd.to_numeric(data[treatment], errors="coerce")
+    if not t_raw.isin([0, 1]).all():
+        raise ValueError(f"treatment column '{treatment}' must be coded 0/1")
+    t = t_raw.to_numpy(dtype=float)
+    y = pd.to_numeric(data[outcome], errors="coerce").to_numpy(dtype=float)
+    if not np.isfinite(y).all():
+        raise ValueError(f"outcome column '{outcome}' must be numeric")
+    n_t, n_c = int(t.sum()), int(len(t) - t.sum())
+    if n_t == 0 or n_c == 0:
+        who = "every learner was" if n_c == 0 else "no learner was"
+        raise EstimationError(
+            f"{who} treated ('{treatment}'), so there is no comparison group for {outcome}"
+        )
+    x, names = _design(data, covariates) if method != "difference" else (np.ones((len(t), 1)), ["const"])
+    need = MIN_PER_GROUP if method in ("difference", "ipw") else max(MIN_PER_GROUP, x.shape[1] + 1)
+    if min(n_t, n_c) < need:
+        raise EstimationError(
+            f"too few learners for {'an' if method[0] in 'ai' else 'a'} {method} estimate of {outcome}: {n_t} treated and {n_c} "
+            f"comparison (need at least {need} in each group"
+            + (", or fewer covariates)" if method in ("regression", "aipw") else ")")
+        )
+    tau, psi, notes = _influence(method, estimand, y, t, x, names)
+    groups = data[cluster].to_numpy() if cluster else None
+    var, n_clusters = _variance(psi, groups)
+    if n_clusters is not None and n_clusters < 2:
+        raise EstimationError(f"cluster '{cluster}' has a single value: cannot cluster standard errors")
+    se = math.sqrt(var)
+    dist = stats.t(df=n_clusters - 1) if n_clusters else stats.norm()
+    crit = float(dist.ppf(1 - alpha / 2))
+    stat = tau / se if se > 0 else math.inf
+    p = float(2 * dist.sf(abs(stat)))
+    if n_clusters is not None and n_clusters < 20:
+        notes.append(f"only {n_clusters} clusters: cluster-robust intervals may be too narrow")
+    return EffectEstimate(
+        outcome=outcome,
+        treatment=treatment,
+        estimand=estimand,
+        method=method,
+        estimate=float(tau),
+        std_error=se,
+        ci_low=float(tau - crit * se),
+        ci_high=float(tau + crit * se),
+        p_value=p,
+        n_treated=n_t,
+        n_control=n_c,
+        alpha=alpha,
+        units=OUTCOME_UNITS.get(outcome, "outcome units"),
+        covariates=covariates if method != "difference" else (),
+        cluster=cluster,
+        n_clusters=n_clusters,
+        notes=tuple(notes),
+    )

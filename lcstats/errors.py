@@ -1,0 +1,74 @@
+"""Errors that mean "the user's input is wrong" (exit code 2), as opposed to bugs (exit code 1)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in an input: where it is and what to do about it.
+
+    Parameters
+    ----------
+    source : str
+        The file (or parameters file) the problem is in.
+    message : str
+        What is wrong and what was expected, in plain language.
+    column : str or None
+        The column concerned, if any.
+    rows : tuple of int
+        Example row numbers as a spreadsheet shows them (header is row 1).
+    hint : str
+        What to do about it.
+    """
+
+    source: str
+    message: str
+    column: str | None = None
+    rows: tuple[int, ...] = field(default_factory=tuple)
+    n_rows: int = 0
+    hint: str = ""
+
+    def __str__(self) -> str:
+        where = self.source
+        if self.column:
+            where += f", column '{self.column}'"
+        text = f"{where}: {self.message}"
+        if self.rows:
+            shown = ", ".join(str(r) for r in self.rows[:5])
+            more = f" (and {self.n_rows - len(self.rows[:5])} more)" if self.n_rows > 5 else ""
+            text += f" [rows {shown}{more}]"
+        if self.hint:
+            text += f"\n    what to do: {self.hint}"
+        return text
+
+
+class LcstatsError(Exception):
+    """Base class of all errors lcstats raises on purpose."""
+
+
+class InputError(LcstatsError):
+    """The parameters or input tables are invalid; carries every problem found.
+
+    The command line turns this into a readable list and exit code 2.
+    """
+
+    def __init__(self, problems: Sequence[Problem] | Problem | str, *, source: str = "input"):
+        if isinstance(problems, str):
+            problems = [Problem(source=source, message=problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        """Return all problems as a numbered, readable list."""
+        n = len(self.problems)
+        head = f"{n} problem{'s' if n != 1 else ''} found:"
+        return "\n".join([head] + [f"  {i}. {p}" for i, p in enumerate(self.problems, 1)])
+
+
+class EstimationError(LcstatsError):
+    """An effect cannot be estimated from these data (no comparison group, no overlap...)."""

@@ -1,0 +1,216 @@
+"""Learner-level outcomes from the three tables: follow-through and skills gaps.
+
+Follow-through of a learner = share of their action items due by the as-of date that were
+completed on or before their due date. Skills gap of a learner in a wave = mean over the skills
+assessed of max(0, target_level - level).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from lcstats.load import Programme
+
+
+@dataclass(frozen=True)
+class TableQuality:
+    """Rows read from one table, rows used, and rows excluded by reason."""
+
+    rows_read: int
+    rows_used: int
+    excluded: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """Return the JSON form used in results.json."""
+        return {
+            "rows_read": int(self.rows_read),
+            "rows_used": int(self.rows_used),
+            "excluded": {k: int(v) for k, v in sorted(self.excluded.items()) if v},
+        }
+
+
+@dataclass(frozen=True)
+class LearnerOutcomes:
+    """One row per learner: covariates, treatment flags and outcomes; and how rows were used.
+
+    Columns added to the learner table: ``n_items``, ``n_on_time``, ``n_done``,
+    ``median_days_to_complete``, ``follow_through``, ``skills_gap_pre``, ``skills_gap``
+    (post-programme), ``n_skills_post``.
+    """
+
+    data: pd.DataFrame
+    quality: dict[str, TableQuality]
+    as_of: str
+
+    def _repr_html_(self) -> str:
+        return self.data.describe().T.round(3)._repr_html_()
+
+
+def _counts(mask_reasons: list[tuple[str, pd.Series]]) -> dict[str, int]:
+    """Count rows by the first reason that excludes them (so each row is counted once)."""
+    taken = None
+    out: dict[str, int] = {}
+    for reason, mask in mask_reasons:
+        mask = mask.fillna(False).astype(bool)
+        new = mask if taken is None else mask & ~taken
+        out[reason] = int(new.sum())
+        taken = mask if taken is None else taken | mask
+    return out
+
+
+def learner_outcomes(programme: Programme, *, as_of: str) -> LearnerOutcomes:
+    """Compute learner-level outcomes as of a date.
+
+    Parameters
+    ----------
+    programme : Programme
+        Validated tables (see `load_programme`).
+    as_of : str
+        ``YYYY-MM-DD``; items due after it are not yet counted (and reported as excluded).
+
+    Examples
+    --------
+    >>> from lcstats.load import load_programme
+    >>> prog = load_programme("data/example/learners.csv", "data/example/action_items.csv",
+    ...                       "data/example/skill_assessments.csv")
+    >>> out = learner_outcomes(prog, as_of="2026-06-30")
+    >>> bool(out.data["follow_through"].between(0, 1).all() or out.data["follow_through"].isna().any())
+    True
+    """
+    cutoff = pd.Timestamp(as_of)
+    items = programme.action_items
+    reasons = _counts(
+        [
+            ("created after the as-of date", items["created_on"] > cutoff),
+            ("not yet due on the as-of date", items["due_on"] > cutoff),
+        ]
+    )
+    used = items[(items["created_on"] <= cutoff) & (items["due_on"] <= cutoff)]
+    done = used["completed_on"].notna() & (used["completed_on"] <= cutoff)
+    on_time = done & (used["completed_on"] <= used["due_on"])
+    days = (used["completed_on"] - used["created_on"]).dt.days.where(done)
+    per_learner = (
+        pd.DataFrame(
+            {
+                "learner_id": used["learner_id"],
+                "n_items": 1,
+                "n_on_time": on_time.astype(int),
+                "n_done": done.astype(int),
+                "days": days,
+            }
+        )
+        .groupby("learner_id", sort=True)
+        .agg(
+            n_items=("n_items", "sum"),
+            n_on_time=("n_on_time", "sum"),
+            n_done=("n_done", "sum"),
+            median_days_to_complete=("days", "median"),
+        )
+    )
+    item_quality = TableQuality(len(items), len(used), reasons)
+
+    lo, hi = programme.scale
+    sa = programme.skill_assessments
+    sa_reasons = _counts([("level missing (not assessed)", sa["level"].isna())])
+    sa_used = sa[sa["level"].notna()]
+    gap = (sa_used["target_level"] - sa_used["level"]).clip(lower=0)
+    gaps = (
+        pd.DataFrame({"learner_id": sa_used["learner_id"], "wave": sa_used["wave"], "gap": gap})
+        .groupby(["learner_id", "wave"], sort=True)["gap"]
+        .agg(["mean", "size"])
+        .unstack("wave")
+    )
+    learners = programme.learners.set_index("learner_id", drop=False)
+    out = learners.join(per_learner, how="left")
+    out["n_items"] = out["n_items"].fillna(0).astype(int)
+    out["n_on_time"] = out["n_on_time"].fillna(0).astype(int)
+    out["n_done"] = out["n_done"].fillna(0).astype(int)
+    out["follow_through"] = np.where(
+        out["n_items"] > 0, out["n_on_time"] / out["n_items"].clip(lower=1), np.nan
+    )
+    for wave, name in (("pre", "skills_gap_pre"), ("post", "skills_gap")):
+        if ("mean", wave) in gaps.columns:
+            out[name] = gaps[("mean", wave)].reindex(out.index)
+        else:
+            out[name] = np.nan
+    out["n_skills_post"] = (
+        gaps[("size", "post")].reindex(out.index).fillna(0).astype(int)
+        if ("size", "post") in gaps.columns
+        else 0
+    )
+    out = out.reset_index(drop=True)
+    used_learners = out["follow_through"].notna() | out["skills_gap"].notna()
+    quality = {
+        "learners": TableQuality(
+            len(learners),
+            int(used_learners.sum()),
+            {
+                "no outcome (no items due and no post-programme assessment)": int(
+                    (~used_learners).sum()
+                )
+            },
+        ),
+        "action_items": item_quality,
+        "skill_assessments": TableQuality(len(sa), len(sa_used), sa_reasons),
+    }
+    return LearnerOutcomes(out, quality, as_of)
+
+
+@dataclass(frozen=True)
+class AnalysisSample:
+    """The learners used to estimate one effect, and how many were excluded and why."""
+
+    data: pd.DataFrame
+    outcome: str
+    n_available: int
+    excluded: dict[str, int]
+
+    def as_dict(self) -> dict:
+        """Return the JSON form used in results.json."""
+        return {
+            "learners_available": int(self.n_available),
+            "learners_used": int(len(self.data)),
+            "excluded": {k: int(v) for k, v in self.excluded.items() if v},
+        }
+
+
+OUTCOME_MISSING_REASON = {
+    "follow_through": "no action items due by the as-of date",
+    "skills_gap": "no post-programme skill assessment",
+}
+
+
+def analysis_sample(
+    outcomes: LearnerOutcomes | pd.DataFrame,
+    *,
+    outcome: str,
+    treatment: str,
+    covariates: Sequence[str] = (),
+    cluster: str | None = None,
+) -> AnalysisSample:
+    """Select the learners with everything an effect estimate needs, counting every exclusion.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"y": [1.0, None, 0.5], "t": [1, 0, 0], "x": [1.0, 2.0, None]})
+    >>> s = analysis_sample(df, outcome="y", treatment="t", covariates=["x"])
+    >>> len(s.data), s.as_dict()["excluded"]
+    (1, {'outcome missing (y)': 1, 'covariate missing (x)': 1})
+    """
+    frame = outcomes.data if isinstance(outcomes, LearnerOutcomes) else outcomes
+    checks = [
+        (OUTCOME_MISSING_REASON.get(outcome, f"outcome missing ({outcome})"), frame[outcome].isna())
+    ]
+    checks.append((f"treatment missing ({treatment})", frame[treatment].isna()))
+    for cov in covariates:
+        checks.append((f"covariate missing ({cov})", frame[cov].isna()))
+    if cluster is not None:
+        checks.append((f"cluster missing ({cluster})", frame[cluster].isna()))
+    excluded = _counts(checks)
+    keep = ~pd.concat([m for _, m in checks], axis=1).any(axis=1)
+    return AnalysisSample(frame.loc[keep].reset_index(drop=True), outcome, len(frame), excluded)

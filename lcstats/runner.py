@@ -1,0 +1,322 @@
+"""One evaluation run: check inputs, execute the notebook with papermill, write the run folder.
+
+A run folder ``<output>/<evaluation>/<run_id>/`` is built under a hidden ``.partial`` name and
+renamed into place when complete, so nothing half-written is ever visible under its final name;
+``latest`` points only to successful runs. Every run is recorded in the ledger.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lcstats import __version__
+from lcstats.errors import InputError, LcstatsError
+from lcstats.files import dumps_json, write_atomic, write_json
+from lcstats.ledger import RunRecord, last_success, record_run
+from lcstats.load import Programme, load_programme
+from lcstats.params import Params, load_params
+from lcstats.provenance import git_state, package_versions
+
+KERNEL_NAME = "lcstats"
+PACKAGE_DIR = Path(__file__).resolve().parent
+NOTEBOOK_DIR = PACKAGE_DIR.parent / "notebooks"
+EVALUATION_NOTEBOOK = "evaluation.ipynb"
+USER_ERRORS = ("InputError", "EstimationError")
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What happened to one run: its status, exit code, folder and a message for people."""
+
+    evaluation: str
+    status: str  # succeeded | failed | invalid | skipped
+    exit_code: int
+    run_dir: Path | None
+    message: str = ""
+    duration_s: float = 0.0
+
+
+def ensure_kernel() -> str:
+    """Register the project's Jupyter kernel (this Python) if it is missing; return its name."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+        if Path(spec.argv[0]).exists():
+            return KERNEL_NAME
+    except NoSuchKernel:
+        pass
+    from ipykernel.kernelspec import install
+
+    install(kernel_name=KERNEL_NAME, display_name="Python (lcstats)", prefix=sys.prefix)
+    return KERNEL_NAME
+
+
+def code_fingerprint() -> str:
+    """SHA-256 over the package's source, templates and notebooks: what produced the numbers."""
+    h = hashlib.sha256(__version__.encode())
+    files = sorted(PACKAGE_DIR.rglob("*.py")) + sorted((PACKAGE_DIR / "templates").glob("*"))
+    files += sorted(NOTEBOOK_DIR.glob("*.ipynb")) if NOTEBOOK_DIR.exists() else []
+    for path in files:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def params_fingerprint(params: Params) -> str:
+    """SHA-256 of the parameters after defaults (canonical JSON)."""
+    return hashlib.sha256(dumps_json(params.notebook_parameters()).encode()).hexdigest()
+
+
+def inputs_fingerprint(hashes: dict[str, str]) -> str:
+    """SHA-256 over the input files' own SHA-256 values."""
+    return hashlib.sha256(dumps_json(hashes).encode()).hexdigest()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _new_run_dir(root: Path, stamp: dt.datetime, tag: str) -> tuple[str, Path]:
+    base = f"{stamp:%Y%m%dT%H%M%SZ}-{tag[:8]}"
+    run_id, n = base, 1
+    while (root / run_id).exists() or (root / f".{run_id}.partial").exists():
+        n += 1
+        run_id = f"{base}-{n}"
+    return run_id, root / f".{run_id}.partial"
+
+
+def _point_latest(eval_root: Path, run_id: str) -> None:
+    link = eval_root / "latest"
+    tmp = eval_root / f".latest.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run_id, target_is_directory=True)
+    os.replace(tmp, link)
+
+
+ID_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*[A-Za-z0-9]|[A-Za-z0-9]")
+DATA_URI = re.compile(r"data:[a-z/+]+;base64,[A-Za-z0-9+/=]+")
+
+
+def identifier_leaks(report_html: str, identifiers: set[str]) -> list[str]:
+    """Identifiers (learner ids, manager ids) that appear as whole words in a report's text.
+
+    Images (data URIs) are skipped. Identifiers shorter than 3 characters or made only of digits
+    cannot be told apart from numbers and are not searched.
+    """
+    searchable = {i for i in identifiers if len(i) >= 3 and not i.isdigit()}
+    text = html.unescape(DATA_URI.sub(" ", report_html))
+    return sorted(set(ID_TOKEN.findall(text)) & searchable)
+
+
+def _failure_step(nb_path: Path, cell_index: int | None) -> str:
+    """The heading of the notebook section in which a cell failed."""
+    try:
+        nb = json.loads(nb_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "the evaluation notebook"
+    heading = "setting up"
+    for i, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") == "markdown":
+            src = "".join(cell.get("source", ""))
+            for line in src.splitlines():
+                if line.startswith("#"):
+                    heading = line.lstrip("# ").strip()
+                    break
+        if cell_index is not None and i >= cell_index:
+            break
+    return heading
+
+
+def _failure_page(evaluation: str, run_id: str, step: str, cause: str) -> str:
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>Run failed: {html.escape(evaluation)}</title></head><body style='font-family:sans-serif;max-width:50rem;margin:2rem auto'>"
+        f"<h1>The evaluation '{html.escape(evaluation)}' did not complete</h1>"
+        f"<p><strong>Step:</strong> {html.escape(step)}</p>"
+        f"<p><strong>Cause:</strong></p><pre style='white-space:pre-wrap'>{html.escape(cause)}</pre>"
+        f"<p>Run <code>{html.escape(run_id)}</code>. The last successful report is unchanged. The partly executed "
+        "notebook is in this folder for analysts.</p></body></html>"
+    )
+
+
+def preflight(params: Params) -> tuple[dict[str, str], Programme]:
+    """Check the input tables against the contract before any kernel starts.
+
+    Returns the input files' SHA-256 by table, and the loaded programme.
+    """
+    needed = (params.treatment, *params.covariates, *([params.cluster] if params.cluster else []))
+    programme = load_programme(
+        params.learners,
+        params.action_items,
+        params.skill_assessments,
+        columns=params.columns,
+        scale=(params.scale_min, params.scale_max),
+        required_learner_columns=needed,
+    )
+    return {t: s.sha256 for t, s in programme.sources.items()}, programme
+
+
+def run_evaluation(
+    params_path: str | Path,
+    *,
+    output_dir: str | Path = "reports",
+    skip_unchanged: bool = False,
+    notebook: str | Path | None = None,
+) -> RunOutcome:
+    """Run one evaluation end to end and return what happened (never raises for bad input).
+
+    Parameters
+    ----------
+    params_path : path
+        The evaluation's YAML parameters.
+    output_dir : path
+        Root of the run folders (``<output_dir>/<evaluation>/<run_id>/``) and of the ledger.
+    skip_unchanged : bool
+        Do not run again when inputs, parameters and code match the last successful run.
+    notebook : path, optional
+        Evaluation notebook to execute (default ``notebooks/evaluation.ipynb``).
+    """
+    import papermill as pm
+
+    started = _now()
+    t0 = time.perf_counter()
+    root = Path(output_dir).resolve()
+    try:
+        params = load_params(params_path)
+        hashes, programme = preflight(params)
+    except InputError as exc:
+        name = Path(params_path).stem
+        return RunOutcome(
+            name, "invalid", EXIT_INVALID, None, exc.describe(), time.perf_counter() - t0
+        )
+
+    inputs_sha, params_sha, code_sha = (
+        inputs_fingerprint(hashes),
+        params_fingerprint(params),
+        code_fingerprint(),
+    )
+    eval_root = root / params.evaluation
+    if skip_unchanged:
+        last = last_success(root, params.evaluation)
+        if last and (last.inputs_sha256, last.params_sha256, last.code_version) == (
+            inputs_sha,
+            params_sha,
+            code_sha,
+        ):
+            return RunOutcome(
+                params.evaluation,
+                "skipped",
+                EXIT_OK,
+                Path(last.run_dir) if last.run_dir else None,
+                f"unchanged since run {last.run_id}",
+                time.perf_counter() - t0,
+            )
+
+    eval_root.mkdir(parents=True, exist_ok=True)
+    run_id, staging = _new_run_dir(
+        eval_root, started, hashlib.sha256((inputs_sha + params_sha).encode()).hexdigest()
+    )
+    staging.mkdir()
+    nb_in = Path(notebook) if notebook else NOTEBOOK_DIR / EVALUATION_NOTEBOOK
+    nb_out = staging / nb_in.name
+    status, exit_code, message = "succeeded", EXIT_OK, ""
+    try:
+        pm.execute_notebook(
+            str(nb_in),
+            str(nb_out),
+            parameters=params.notebook_parameters()
+            | {"output_dir": str(staging), "run_id": run_id},
+            kernel_name=ensure_kernel(),
+            language="python",
+            cwd=str(nb_in.parent),
+            progress_bar=False,
+            log_output=False,
+        )
+        ids = set(programme.learners["learner_id"].astype(str)) | set(
+            programme.learners["manager_id"].astype(str)
+        )
+        report = staging / "report.html"
+        if not report.is_file():
+            raise LcstatsError("the notebook finished without writing report.html")
+        leaks = identifier_leaks(report.read_text(encoding="utf-8"), ids)
+        if leaks:
+            report.rename(staging / "report.blocked.html")
+            raise LcstatsError(
+                f"privacy gate: the report shows {len(leaks)} learner or manager identifier(s) "
+                "(for example a value of learner_id); it was not published. Check labels and "
+                "text built from the data."
+            )
+    except pm.PapermillExecutionError as exc:
+        step = _failure_step(nb_out, exc.cell_index)
+        user = exc.ename in USER_ERRORS
+        status, exit_code = ("invalid", EXIT_INVALID) if user else ("failed", EXIT_FAILED)
+        message = f"{exc.ename}: {exc.evalue}" if not user else str(exc.evalue)
+        write_atomic(
+            staging / "failure.html", _failure_page(params.evaluation, run_id, step, message)
+        )
+        message = f"failed at step '{step}': {message}"
+    except LcstatsError as exc:
+        status, exit_code, message = "failed", EXIT_FAILED, str(exc)
+        write_atomic(
+            staging / "failure.html",
+            _failure_page(params.evaluation, run_id, "privacy gate", message),
+        )
+    except Exception as exc:  # kernel died, timeout, disk full: record the run as failed
+        status, exit_code, message = "failed", EXIT_FAILED, f"{type(exc).__name__}: {exc}"
+        write_atomic(
+            staging / "failure.html",
+            _failure_page(params.evaluation, run_id, "running the notebook", message),
+        )
+
+    duration = time.perf_counter() - t0
+    git = git_state()
+    run_json = {
+        "evaluation": params.evaluation,
+        "run_id": run_id,
+        "status": status,
+        "message": message,
+        "started": started.isoformat(timespec="seconds"),
+        "ended": _now().isoformat(timespec="seconds"),
+        "duration_s": round(duration, 3),
+        "parameters": params.notebook_parameters(),
+        "params_file": str(Path(params_path).resolve()),
+        "inputs": {t: {"path": getattr(params, t), "sha256": h} for t, h in hashes.items()},
+        "fingerprints": {"inputs": inputs_sha, "parameters": params_sha, "code": code_sha},
+        "lcstats_version": __version__,
+        "git": git,
+        "versions": package_versions(),
+        "kernel": KERNEL_NAME,
+    }
+    write_json(staging / "run.json", run_json)
+    final = eval_root / run_id
+    os.replace(staging, final)
+    if status == "succeeded":
+        _point_latest(eval_root, run_id)
+    record_run(
+        root,
+        RunRecord(
+            params.evaluation,
+            run_id,
+            status,
+            run_json["started"],
+            round(duration, 3),
+            inputs_sha,
+            params_sha,
+            code_sha,
+            str(final),
+            message,
+        ),
+    )
+    return RunOutcome(params.evaluation, status, exit_code, final, message, duration)

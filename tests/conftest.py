@@ -1,0 +1,49 @@
+"""Shared fixtures: a seeded generator, the Agg backend, and small simulated programmes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "data" / "example"
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261128)
+
+
+@pytest.fixture(scope="session")
+def small_programme_dir(tmp_path_factory) -> Path:
+    """A small synthetic programme (400 learners) written as CSV."""
+    from lcstats.simulate import simulate_programme, write_programme
+
+    out = tmp_path_factory.mktemp("programme")
+    write_programme(simulate_programme(n_learners=400, seed=7), out)
+    return out
+
+
+def write_params(path: Path, data_dir: Path, **overrides) -> Path:
+    """Write a params YAML pointing at a programme folder."""
+    import yaml
+
+    params = {
+        "evaluation": "test",
+        "learners": str(data_dir / "learners.csv"),
+        "action_items": str(data_dir / "action_items.csv"),
+        "skill_assessments": str(data_dir / "skill_assessments.csv"),
+        "as_of": "2026-06-30",
+        "cluster": "team_id",
+    }
+    params.update(overrides)
+    params = {k: v for k, v in params.items() if v is not ...}
+    path.write_text(yaml.safe_dump(params, sort_keys=True), encoding="utf-8")
+    return path

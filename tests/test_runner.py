@@ -1,0 +1,135 @@
+"""`lcstats run` end to end on a small programme: run folder, results, provenance, exit codes."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lcstats.cli import main
+from lcstats.runner import identifier_leaks, run_evaluation
+from tests.conftest import write_params
+
+LCSTATS = Path(sys.executable).parent / "lcstats"
+
+
+@pytest.fixture(scope="module")
+def good_run(small_programme_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    params = write_params(tmp / "small.yaml", small_programme_dir, evaluation="small")
+    outcome = run_evaluation(params, output_dir=tmp / "reports")
+    return outcome, tmp
+
+
+def test_run_writes_a_complete_run_folder(good_run):
+    outcome, tmp = good_run
+    assert outcome.status == "succeeded", outcome.message
+    assert outcome.exit_code == 0
+    run_dir = outcome.run_dir
+    assert run_dir.parent == tmp / "reports" / "small"
+    for name in ("report.html", "results.json", "run.json", "evaluation.ipynb"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir.parent / "latest").resolve() == run_dir.resolve()
+    assert not list(run_dir.parent.glob(".*.partial"))
+
+
+def test_results_hold_finite_estimates_with_intervals_for_both_outcomes(good_run):
+    outcome, _ = good_run
+    doc = json.loads((outcome.run_dir / "results.json").read_text())
+    assert doc["evaluation"] == "small"
+    found = {(e["outcome"], e["method"]) for e in doc["estimates"] if e["treatment"] == "coached"}
+    for outcome_id in ("follow_through", "skills_gap"):
+        assert (outcome_id, "aipw") in found
+    for e in doc["estimates"]:
+        for key in ("estimate", "std_error", "ci_low", "ci_high", "p_value"):
+            assert math.isfinite(e[key])
+        assert e["ci_low"] < e["estimate"] < e["ci_high"]
+        assert e["n_treated"] > 0 and e["n_control"] > 0
+    for table in ("learners", "action_items", "skill_assessments"):
+        q = doc["data_quality"][table]
+        assert q["rows_used"] + sum(q["excluded"].values()) == q["rows_read"]
+
+
+def test_run_json_records_provenance(good_run, small_programme_dir):
+    from lcstats.files import sha256_file
+
+    outcome, _ = good_run
+    run = json.loads((outcome.run_dir / "run.json").read_text())
+    assert run["status"] == "succeeded"
+    assert run["inputs"]["learners"]["sha256"] == sha256_file(small_programme_dir / "learners.csv")
+    assert run["parameters"]["alpha"] == 0.05  # defaults filled in
+    assert {"python", "pandas", "statsmodels", "lcstats"} <= set(run["versions"])
+    assert {"commit", "dirty"} <= set(run["git"])
+    assert run["started"] <= run["ended"]
+
+
+def test_report_is_self_contained_and_shows_no_identifier(good_run, small_programme_dir):
+    import pandas as pd
+
+    outcome, _ = good_run
+    html = (outcome.run_dir / "report.html").read_text()
+    assert "http://" not in html and "https://" not in html
+    assert "<script" not in html.lower()
+    ids = set(pd.read_csv(small_programme_dir / "learners.csv", dtype=str)["learner_id"])
+    assert identifier_leaks(html, ids) == []
+    assert "Executive summary" in html
+
+
+def test_invalid_params_exit_2_before_any_kernel(tmp_path, small_programme_dir, capsys):
+    params = write_params(tmp_path / "bad.yaml", small_programme_dir, alhpa=0.1)
+    code = main(["run", str(params), "--output-dir", str(tmp_path / "reports")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "unknown parameter 'alhpa'" in err and "did you mean 'alpha'" in err
+    assert not (tmp_path / "reports").exists()
+
+
+def test_no_comparison_group_fails_in_kernel_with_exit_2_and_keeps_latest(
+    tmp_path, good_run, small_programme_dir
+):
+    import pandas as pd
+
+    outcome, _ = good_run
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("action_items.csv", "skill_assessments.csv"):
+        (data / name).write_bytes((small_programme_dir / name).read_bytes())
+    learners = pd.read_csv(small_programme_dir / "learners.csv", dtype=str)
+    learners["coached"] = "1"
+    learners["coaching_sessions"] = "3"
+    learners.to_csv(data / "learners.csv", index=False)
+    reports = outcome.run_dir.parent.parent
+    before = (reports / "small" / "latest").resolve()
+    params = write_params(tmp_path / "small.yaml", data, evaluation="small")
+    failed = run_evaluation(params, output_dir=reports)
+    assert failed.status == "invalid" and failed.exit_code == 2
+    assert "comparison group" in failed.message
+    assert (failed.run_dir / "failure.html").is_file()
+    assert (failed.run_dir / "evaluation.ipynb").is_file()  # partly executed, kept for analysts
+    assert json.loads((failed.run_dir / "run.json").read_text())["status"] == "invalid"
+    assert (reports / "small" / "latest").resolve() == before
+
+
+def test_identifier_leaks_finds_whole_words_only():
+    html = "<p>Cohort EMP-0001234 had 12 learners</p><img src='data:image/png;base64,EMP00012'>"
+    assert identifier_leaks(html, {"EMP-0001234", "EMP00012", "12", "EMP-000123"}) == [
+        "EMP-0001234"
+    ]
+
+
+def test_console_script_runs_and_prints_the_run_folder(tmp_path, small_programme_dir):
+    params = write_params(tmp_path / "cli.yaml", small_programme_dir, evaluation="cli")
+    proc = subprocess.run(
+        [str(LCSTATS), "run", str(params), "--output-dir", str(tmp_path / "reports")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    run_dir = Path(proc.stdout.strip().splitlines()[-1])
+    assert (run_dir / "report.html").is_file()
+    assert "Traceback" not in proc.stderr
