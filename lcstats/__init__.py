@@ -7,7 +7,9 @@ outcomes) -> ``effects`` / ``analysis`` (estimates) -> ``report`` (tables, figur
 
 from importlib.metadata import PackageNotFoundError, version
 
+from lcstats import params
 from lcstats.analysis import EffectSet, estimate_effects
+from lcstats.diagnostics import Diagnostics, diagnose
 from lcstats.effects import EffectEstimate, estimate_effect
 from lcstats.errors import EstimationError, InputError, LcstatsError, Problem
 from lcstats.load import Programme, load_programme
@@ -21,6 +23,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 __all__ = [
     "AnalysisSample",
+    "Diagnostics",
     "EffectEstimate",
     "EffectSet",
     "EstimationError",
@@ -31,6 +34,8 @@ __all__ = [
     "Problem",
     "Programme",
     "analysis_sample",
+    "params",
+    "diagnose",
     "estimate_effect",
     "estimate_effects",
     "learner_outcomes",

@@ -87,6 +87,38 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
+def _cmd_run_all(args: argparse.Namespace) -> int:
+    from lcstats.runner import run_all
+
+    def progress(done: int, total: int, outcome) -> None:
+        where = f" -> {outcome.run_dir}" if outcome.run_dir else ""
+        print(
+            f"[{done}/{total}] {outcome.evaluation}: {outcome.status} ({outcome.duration_s:.1f} s){where}",
+            file=sys.stderr,
+            flush=True,
+        )
+        if outcome.status in ("failed", "invalid"):
+            print("    " + outcome.message.replace("\n", "\n    "), file=sys.stderr)
+
+    outcomes = run_all(
+        args.folder,
+        jobs=args.jobs,
+        output_dir=args.output_dir,
+        skip_unchanged=args.skip_unchanged,
+        progress=progress,
+    )
+    width = max(len(o.evaluation) for o in outcomes)
+    print(f"{'evaluation':<{width}}  status     exit  seconds  run folder")
+    for o in outcomes:
+        print(
+            f"{o.evaluation:<{width}}  {o.status:<9}  {o.exit_code:>4}  {o.duration_s:>7.1f}  {o.run_dir or '-'}"
+        )
+    codes = {o.exit_code for o in outcomes}
+    if EXIT_FAILED in codes:
+        return EXIT_FAILED
+    return EXIT_INVALID if EXIT_INVALID in codes else EXIT_OK
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     from lcstats.ledger import list_runs
 
@@ -132,6 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip when inputs, parameters and code are unchanged",
     )
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("run-all", help="run every params file of a folder (for schedulers)")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
+    p.add_argument("--output-dir", type=Path, default=Path("reports"))
+    p.add_argument(
+        "--skip-unchanged",
+        action="store_true",
+        help="skip evaluations whose inputs, parameters and code are unchanged",
+    )
+    p.set_defaults(func=_cmd_run_all)
 
     p = sub.add_parser("runs", help="list recorded runs (the run ledger)")
     p.add_argument("--output-dir", type=Path, default=Path("reports"))

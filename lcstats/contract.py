@@ -1,15 +1,20 @@
 """The data contract: the three input tables, declared as pandera schemas.
 
-`check_tables` turns every schema failure and cross-table inconsistency into a plain-language
-`Problem` (file, column, example rows, what was expected, what to do). Row numbers are the line
-numbers a spreadsheet shows for a CSV file (the header is line 1).
+`parse_table` turns the text read from a file into typed columns and records every value it
+cannot read; `schema_problems` checks the typed table against its pandera schema; and
+`cross_table_problems` checks what spans tables or columns. Each turns failures into
+plain-language `Problem` objects (file, column, example rows, what was expected, what to do).
+Row numbers are the line numbers a spreadsheet shows for a CSV file (the header is line 1): a
+table's index holds ``line - 2`` (0 for the first data row of a file without blank lines).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import functools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -19,6 +24,10 @@ YES = frozenset({"1", "1.0", "yes", "y", "true", "t"})
 NO = frozenset({"0", "0.0", "no", "n", "false", "f"})
 BINARY_SPELLINGS = "0/1, yes/no, y/n or true/false"
 DATE_FORMAT = "%Y-%m-%d"
+# YYYY-MM-DD, optionally followed by a time (and time zone) as spreadsheets and databases export it
+DATE_PATTERN = (
+    r"(\d{4}-\d{1,2}-\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
+)
 
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "learners": (
@@ -50,7 +59,14 @@ NUMBER_COLUMNS = {
     "learners": ("tenure_months", "coaching_sessions"),
     "skill_assessments": ("level", "target_level"),
 }
+# columns that may be left empty (every other column of the contract needs a value in every row)
+OPTIONAL_VALUES = {
+    "learners": ("tenure_months",),
+    "action_items": ("completed_on",),
+    "skill_assessments": ("assessed_on", "level"),
+}
 WAVES = ("pre", "post")
+ASSESSMENT_KEY = ("learner_id", "skill", "wave")
 
 
 def _text(unique: bool = False, nullable: bool = False) -> pa.Column:
@@ -61,9 +77,18 @@ def _binary(required: bool = True) -> pa.Column:
     return pa.Column("Int64", pa.Check.isin([0, 1]), nullable=False, required=required)
 
 
+def _whole_number() -> pa.Check:
+    return pa.Check(lambda s: s % 1 == 0, name="whole_number")
+
+
 def schemas(scale: tuple[float, float]) -> dict[str, pa.DataFrameSchema]:
     """Return the pandera schema of each table for a skill scale ``(min, max)``."""
     lo, hi = scale
+    return dict(_schemas(float(lo), float(hi)))
+
+
+@functools.lru_cache(maxsize=8)
+def _schemas(lo: float, hi: float) -> dict[str, pa.DataFrameSchema]:
     level = pa.Check.in_range(lo, hi)
     return {
         "learners": pa.DataFrameSchema(
@@ -75,7 +100,9 @@ def schemas(scale: tuple[float, float]) -> dict[str, pa.DataFrameSchema]:
                 "role": _text(),
                 "tenure_months": pa.Column(float, pa.Check.ge(0), nullable=True),
                 "coached": _binary(),
-                "coaching_sessions": pa.Column(float, pa.Check.ge(0), nullable=False),
+                "coaching_sessions": pa.Column(
+                    float, [pa.Check.ge(0), _whole_number()], nullable=False
+                ),
                 "manager_coached": _binary(required=False),
             },
             strict=False,
@@ -103,7 +130,7 @@ def schemas(scale: tuple[float, float]) -> dict[str, pa.DataFrameSchema]:
             },
             strict=False,
             name="skill_assessments",
-            unique=["learner_id", "skill", "wave"],
+            unique=list(ASSESSMENT_KEY),
         ),
     }
 
@@ -112,19 +139,25 @@ EXPECTED = {
     "str_length": "a non-empty value",
     "field_uniqueness": "each value only once",
     "multiple_fields_uniqueness": "one row per learner, skill and wave",
-    "not_nullable": "a value (it is empty)",
+    "not_nullable": "a value in every row (these rows are empty)",
     "isin": "one of the allowed values",
     "in_range": "a value on the skill scale",
     "greater_than_or_equal_to": "a number of at least 0",
+    "whole_number": "a whole number",
 }
 
 
 @dataclass(frozen=True)
 class ParsedTable:
-    """A table after parsing: typed columns, and the problems found while parsing."""
+    """A table after parsing: typed columns, and the problems found while parsing.
+
+    `unreadable` maps a column to the index of the values that could not be read; they are
+    missing in `frame` and already reported in `problems` (so `schema_problems` skips them).
+    """
 
     frame: pd.DataFrame
     problems: tuple[Problem, ...]
+    unreadable: dict[str, pd.Index] = field(default_factory=dict)
 
 
 def _rows(index: Iterable[int]) -> tuple[int, ...]:
@@ -132,91 +165,158 @@ def _rows(index: Iterable[int]) -> tuple[int, ...]:
 
 
 def _problem(source: str, column: str | None, message: str, bad: pd.Index, hint: str) -> Problem:
+    bad = pd.Index(bad).unique().sort_values()
     rows = _rows(bad[:5])
     return Problem(source, message, column=column, rows=rows, n_rows=len(bad), hint=hint)
 
 
-def _examples(values: pd.Series) -> str:
-    shown = [repr(v) for v in pd.unique(values.astype(str))[:3]]
-    return ", ".join(shown)
+def _show(value: object) -> str:
+    if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
+        value = int(value)
+    elif isinstance(value, pd.Timestamp):
+        value = value.strftime(DATE_FORMAT)
+    return repr(str(value))
+
+
+def _examples(values: pd.Series | Iterable[object]) -> str:
+    values = pd.Series(list(values), dtype=object).dropna()
+    shown = list(dict.fromkeys(_show(v) for v in values))
+    return ", ".join(shown[:3])
 
 
 def parse_table(table: str, frame: pd.DataFrame, source: str) -> ParsedTable:
     """Turn text columns into numbers, dates and 0/1 flags, recording what cannot be read.
 
-    `frame` holds text (as read from the file); values that cannot be parsed become problems, not
-    silent missing values.
+    `frame` holds text (as read from the file, empty cells missing); values that cannot be
+    parsed become problems (one per column, with example rows), not silent missing values.
     """
     out = frame.copy()
     problems: list[Problem] = []
+    unreadable: dict[str, pd.Index] = {}
+
+    def text_of(col: str) -> pd.Series:
+        return out[col].astype("str").where(out[col].notna()).str.strip()
+
+    def record(col: str, bad: pd.Index, message: str, hint: str) -> None:
+        if len(bad):
+            unreadable[col] = bad
+            problems.append(
+                _problem(
+                    source, col, f"{message}, found {_examples(frame.loc[bad, col])}", bad, hint
+                )
+            )
+
     for col in BINARY_COLUMNS.get(table, ()):
         if col not in out:
             continue
-        text = out[col].str.strip().str.lower()
+        text = text_of(col).str.lower()
         value = pd.Series(pd.NA, index=out.index, dtype="Int64")
         value[text.isin(YES)] = 1
         value[text.isin(NO)] = 0
         bad = out.index[text.notna() & value.isna()]
-        if len(bad):
-            problems.append(
-                _problem(
-                    source,
-                    col,
-                    f"expected {BINARY_SPELLINGS}, found {_examples(out.loc[bad, col])}",
-                    bad,
-                    f"code '{col}' as 1 (yes) or 0 (no)",
-                )
-            )
+        record(
+            col,
+            bad,
+            f"expected {BINARY_SPELLINGS}",
+            f"code '{col}' as 1 (yes) or 0 (no) in every row",
+        )
         out[col] = value
     for col in NUMBER_COLUMNS.get(table, ()):
         if col not in out:
             continue
-        value = pd.to_numeric(out[col].str.strip(), errors="coerce")
-        bad = out.index[out[col].notna() & value.isna()]
-        if len(bad):
-            problems.append(
-                _problem(
-                    source,
-                    col,
-                    f"expected a number, found {_examples(out.loc[bad, col])}",
-                    bad,
-                    "use plain numbers with a '.' decimal point and no units",
-                )
-            )
-        out[col] = value.astype(float)
+        text = text_of(col)
+        value = pd.to_numeric(text, errors="coerce").astype(float)
+        value = value.where(np.isfinite(value))
+        bad = out.index[text.notna() & value.isna()]
+        optional = col in OPTIONAL_VALUES.get(table, ())
+        hint = "use plain numbers with a '.' decimal point and no units or text"
+        if optional:
+            hint += "; leave the cell empty when there is no value"
+        record(col, bad, "expected a number", hint)
+        out[col] = value
     for col in DATE_COLUMNS.get(table, ()):
         if col not in out:
             continue
-        text = out[col].str.strip().str.slice(0, 10)
-        value = pd.to_datetime(text, format=DATE_FORMAT, errors="coerce").astype("datetime64[ns]")
+        text = text_of(col)
+        day = text.str.extract(f"^{DATE_PATTERN}$", expand=False)
+        value = pd.to_datetime(day, format=DATE_FORMAT, errors="coerce").astype("datetime64[ns]")
         bad = out.index[text.notna() & value.isna()]
-        if len(bad):
-            problems.append(
-                _problem(
-                    source,
-                    col,
-                    f"expected a date written YYYY-MM-DD, found {_examples(out.loc[bad, col])}",
-                    bad,
-                    "export dates in ISO format (for example 2026-03-31)",
-                )
-            )
+        record(
+            col,
+            bad,
+            "expected a real date written YYYY-MM-DD",
+            "export dates in ISO format (for example 2026-03-31) and check the day and month exist",
+        )
         out[col] = value
     if table == "learners":
         known = set(REQUIRED_COLUMNS["learners"]) | set(BINARY_COLUMNS["learners"])
         for col in [c for c in out.columns if c not in known]:
-            # further covariates: numbers when every value reads as one, categories otherwise
-            value = pd.to_numeric(out[col].str.strip(), errors="coerce")
-            if out[col].notna().any() and value.notna().sum() == out[col].notna().sum():
-                out[col] = value.astype(float)
+            # further covariates: numbers when every value reads as one, text (categories) otherwise
+            text = text_of(col)
+            value = pd.to_numeric(text, errors="coerce").astype(float)
+            value = value.where(np.isfinite(value))
+            if text.notna().any() and value.notna().sum() == text.notna().sum():
+                out[col] = value
     if table == "skill_assessments" and "wave" in out:
-        out["wave"] = out["wave"].str.strip().str.lower()
-    return ParsedTable(out, tuple(problems))
+        out["wave"] = text_of("wave").str.lower()
+    return ParsedTable(out, tuple(problems), unreadable)
+
+
+def _describe_check(
+    table: str, column: str, name: str, check: str, cases: pd.DataFrame, scale: tuple[float, float]
+) -> tuple[str, str]:
+    found = _examples(cases["failure_case"])
+    if name == "isin" and column == "wave":
+        return (
+            f"expected 'pre' or 'post', found {found}",
+            "use 'pre' for the assessment before the programme and 'post' for the one after",
+        )
+    if name == "isin":
+        return (
+            f"expected one of {check[check.find('(') + 1 : check.rfind(')')]}, found {found}",
+            "fix these rows",
+        )
+    if name == "in_range":
+        return (
+            f"expected a level on the skill scale {scale[0]:g} to {scale[1]:g}, found {found}",
+            "check the scale (scale_min / scale_max in the parameters) or fix these rows",
+        )
+    if name == "field_uniqueness":
+        return (
+            f"expected each {column} only once; found repeated values such as {found}",
+            "remove the duplicated rows from the export (all rows sharing a value are listed)",
+        )
+    if name == "not_nullable":
+        return f"expected {EXPECTED[name]}", f"fill in '{column}' in these rows, or remove the rows"
+    if name == "str_length":
+        return f"expected {EXPECTED[name]}", f"fill in '{column}' in these rows, or remove the rows"
+    if name == "greater_than_or_equal_to":
+        return (
+            f"expected a number of at least 0, found {found}",
+            "fix these rows (negative values are not possible)",
+        )
+    if name == "whole_number":
+        return (
+            f"expected a whole number, found {found}",
+            f"'{column}' is a count: use whole numbers",
+        )
+    return f"expected {EXPECTED.get(name, check)}, found {found}", "fix or remove these rows"
 
 
 def schema_problems(
-    table: str, frame: pd.DataFrame, source: str, scale: tuple[float, float]
+    table: str,
+    frame: pd.DataFrame,
+    source: str,
+    scale: tuple[float, float],
+    *,
+    unreadable: Mapping[str, pd.Index] | None = None,
 ) -> list[Problem]:
-    """Validate a parsed table against its pandera schema; one `Problem` per column and check."""
+    """Validate a parsed table against its pandera schema; one `Problem` per column and check.
+
+    Values listed in `unreadable` (column -> index, see `ParsedTable`) were already reported by
+    `parse_table` and are not reported again as missing. Missing columns are reported when the
+    file is read, and are skipped here.
+    """
     schema = schemas(scale)[table]
     try:
         schema.validate(frame, lazy=True)
@@ -224,33 +324,42 @@ def schema_problems(
         cases = exc.failure_cases
     else:
         return []
+    unreadable = unreadable or {}
     problems = []
     cases = cases.assign(check=cases["check"].astype(str), column=cases["column"].astype(str))
-    for (column, check), group in cases.groupby(["column", "check"], sort=True, dropna=False):
+    cases = cases[cases["index"].notna()]
+    key_rows = cases[cases["check"] == "multiple_fields_uniqueness"]
+    cases = cases[cases["check"] != "multiple_fields_uniqueness"]
+    for (column, check), group in cases.groupby(["column", "check"], sort=True):
         name = check.split("(")[0]
-        if name in ("coerce_dtype", "dtype"):
-            continue  # parse_table reports unreadable values with their rows already
-        index = pd.Index(group["index"].dropna().astype(int).unique())
-        if name == "column_in_dataframe":
-            continue  # missing columns are reported when the file is read
-        if name == "isin":
-            lo_hi = check[check.find("[") :]
-            msg = f"expected one of {lo_hi}, found {_examples(group['failure_case'])}"
-            hint = "fix or remove these rows"
-        elif name == "in_range":
-            msg = f"expected a level on the scale {scale[0]:g}-{scale[1]:g}, found {_examples(group['failure_case'])}"
-            hint = "check the scale (scale_min / scale_max in the parameters) or fix these rows"
-        elif name in ("field_uniqueness", "multiple_fields_uniqueness"):
-            what = "one row per learner, skill and wave" if column in ("None", "nan") else f"each {column} only once"
-            msg = f"expected {what}; found duplicates such as {_examples(group['failure_case'])}"
-            hint = "remove the duplicated rows from the export"
-        else:
-            msg = f"expected {EXPECTED.get(name, name)}"
-            if name != "not_nullable":
-                msg += f", found {_examples(group['failure_case'])}"
-            hint = "fill in or remove these rows"
-        col = None if column in ("None", "nan") else column
-        problems.append(_problem(source, col, msg, index, hint))
+        if name in ("coerce_dtype", "dtype", "column_in_dataframe"):
+            continue  # parse_table reports unreadable values; read_table reports missing columns
+        if name == "field_uniqueness":
+            group = group[group["failure_case"].notna()]  # empty cells are reported as empty
+        if column in unreadable:
+            group = group[~group["index"].isin(unreadable[column])]
+        if group.empty:
+            continue
+        msg, hint = _describe_check(table, column, name, check, group, scale)
+        problems.append(_problem(source, column, msg, pd.Index(group["index"].astype(int)), hint))
+    if not key_rows.empty:
+        index = pd.Index(key_rows["index"].astype(int).unique())
+        keys = frame.loc[
+            index, list(ASSESSMENT_KEY)
+        ].dropna()  # rows lacking a key part are reported as empty
+        if len(keys):
+            shown = " / ".join(str(v) for v in keys.iloc[0])
+            problems.append(
+                _problem(
+                    source,
+                    None,
+                    f"expected one row per learner, skill and wave (columns {', '.join(ASSESSMENT_KEY)}); "
+                    f"found repeated rows such as '{shown}'",
+                    keys.index,
+                    "remove the duplicated assessments from the export (all rows sharing a "
+                    "learner, skill and wave are listed)",
+                )
+            )
     return problems
 
 
@@ -262,43 +371,58 @@ def cross_table_problems(
     *,
     treatment: str = "coached",
 ) -> list[Problem]:
-    """Checks that span tables or columns: unknown learners, date order, coaching counts."""
+    """Checks that span tables or columns: unknown learners, date order, coaching counts.
+
+    Missing or unreadable values (reported elsewhere) are never reported again here.
+    """
     problems: list[Problem] = []
-    known = set(learners["learner_id"].dropna())
-    for table, frame in (("action_items", action_items), ("skill_assessments", skill_assessments)):
-        bad = frame.index[~frame["learner_id"].isin(known) & frame["learner_id"].notna()]
-        if len(bad):
-            problems.append(
-                _problem(
-                    sources[table],
-                    "learner_id",
-                    f"{len(bad)} row(s) name learners that are not in the learners table, "
-                    f"such as {_examples(frame.loc[bad, 'learner_id'])}",
-                    bad,
-                    "export the learners table and this table from the same population",
+    if "learner_id" in learners and learners["learner_id"].notna().all():
+        known = set(learners["learner_id"])
+        for table, frame in (
+            ("action_items", action_items),
+            ("skill_assessments", skill_assessments),
+        ):
+            if "learner_id" not in frame:
+                continue
+            bad = frame.index[~frame["learner_id"].isin(known) & frame["learner_id"].notna()]
+            if len(bad):
+                problems.append(
+                    _problem(
+                        sources[table],
+                        "learner_id",
+                        f"{len(bad)} row(s) name learners that are not in the learners table "
+                        f"({sources['learners']}), such as {_examples(frame.loc[bad, 'learner_id'])}",
+                        bad,
+                        "export the learners table and this table from the same population "
+                        "(or at the same time)",
+                    )
                 )
-            )
     items = action_items
     for later, earlier in (("due_on", "created_on"), ("completed_on", "created_on")):
-        bad = items.index[items[later] < items[earlier]]
+        if not {later, earlier} <= set(items):
+            continue
+        bad = items.index[(items[later] < items[earlier]).fillna(False).astype(bool)]
         if len(bad):
             problems.append(
                 _problem(
                     sources["action_items"],
                     later,
-                    f"'{later}' is before '{earlier}'",
+                    f"'{later}' is before '{earlier}', which is not possible",
                     bad,
                     "check the dates in these rows (day and month swapped?)",
                 )
             )
     if treatment == "coached" and {"coached", "coaching_sessions"} <= set(learners):
-        bad = learners.index[(learners["coached"] == 0) & (learners["coaching_sessions"] > 0)]
+        sessions = learners["coaching_sessions"]
+        # fractional counts are reported by the schema already; judge only whole numbers here
+        mask = (learners["coached"] == 0) & (sessions > 0) & (sessions == sessions.round())
+        bad = learners.index[mask.fillna(False).astype(bool)]
         if len(bad):
             problems.append(
                 _problem(
                     sources["learners"],
                     "coaching_sessions",
-                    "learners marked not coached (coached = 0) have coaching sessions",
+                    "learners marked not coached (coached = 0) have coaching sessions (expected 0)",
                     bad,
                     "set coached = 1 for them, or their session count to 0",
                 )

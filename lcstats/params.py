@@ -7,17 +7,46 @@ about unknown keys, so they are rejected here instead).
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from lcstats.errors import InputError, Problem
-from lcstats.options import Estimand, Method
+from lcstats.options import METHODS, Estimand, Method
 
 DATA_KEYS = ("learners", "action_items", "skill_assessments")
+SEE_EXAMPLE = "see params/example.yaml for the expected keys and types"
+# how each required key looks in a params file (for the hint when it is missing)
+EXAMPLES = {
+    "evaluation": 'evaluation: "spring-2026"',
+    "as_of": 'as_of: "2026-06-30"',
+    "learners": 'learners: "../data/example/learners.csv"',
+    "action_items": 'action_items: "../data/example/action_items.csv"',
+    "skill_assessments": 'skill_assessments: "../data/example/skill_assessments.csv"',
+}
+# pydantic error type -> (what was expected, what to do)
+EXPECTED_TYPES = {
+    "string_type": ("expected text", "put the value in quotes"),
+    "float_type": ("expected a number", "write a plain number such as 0.05, without quotes"),
+    "float_parsing": ("expected a number", "write a plain number such as 0.05, without quotes"),
+    "int_type": ("expected a whole number", "write a whole number such as 5, without quotes"),
+    "int_parsing": ("expected a whole number", "write a whole number such as 5, without quotes"),
+    "int_from_float": ("expected a whole number", "write a whole number such as 5, without quotes"),
+    "list_type": ("expected a list", 'write a list in square brackets, for example ["aipw"]'),
+    "dict_type": ("expected a mapping of names", "write it as {name: value, ...}"),
+}
 
 
 class Params(BaseModel):
@@ -49,13 +78,15 @@ class Params(BaseModel):
     scale_max: int = 5
     as_of: str = Field(description="date the evaluation is 'as of' (YYYY-MM-DD), never the clock")
     min_group_size: int = 5
+    followed_through_share: float = 0.8
 
     @field_validator("evaluation")
     @classmethod
     def _slug(cls, v: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}", v):
             raise ValueError(
-                "use letters, digits, '-', '_' or '.', starting with a letter or digit (max 80)"
+                "expected a short name of letters, digits, '-', '_' or '.', starting with a letter "
+                "or digit (at most 80; no spaces or slashes: it names the report folder)"
             )
         return v
 
@@ -65,6 +96,8 @@ class Params(BaseModel):
         try:
             dt.date.fromisoformat(v)
         except ValueError:
+            raise ValueError("expected a real date written as YYYY-MM-DD, in quotes") from None
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", v):
             raise ValueError("expected a date written as YYYY-MM-DD, in quotes") from None
         return v
 
@@ -73,6 +106,13 @@ class Params(BaseModel):
     def _alpha(cls, v: float) -> float:
         if not 0 < v < 0.5:
             raise ValueError("expected a number between 0 and 0.5 (0.05 gives 95% intervals)")
+        return v
+
+    @field_validator("followed_through_share")
+    @classmethod
+    def _share(cls, v: float) -> float:
+        if not 0 < v <= 1:
+            raise ValueError("expected a share between 0 and 1 (0.8 means 80% of items on time)")
         return v
 
     @field_validator("min_group_size")
@@ -87,19 +127,25 @@ class Params(BaseModel):
     def _tables(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
         unknown = sorted(set(v) - set(DATA_KEYS))
         if unknown:
+            close = [difflib.get_close_matches(u, DATA_KEYS, n=1) for u in unknown]
+            means = "; ".join(
+                f"did you mean '{c[0]}' for '{u}'?"
+                for u, c in zip(unknown, close, strict=True)
+                if c
+            )
             raise ValueError(
-                f"unknown table(s) {', '.join(unknown)}; use {', '.join(DATA_KEYS)}"
+                f"unknown table(s) {', '.join(repr(u) for u in unknown)}; the tables are "
+                f"{', '.join(DATA_KEYS)}" + (f" ({means})" if means else "")
             )
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> Params:
-        if self.scale_min >= self.scale_max:
-            raise ValueError("scale_min must be smaller than scale_max")
-        if self.headline_method not in self.methods:
-            raise ValueError(f"headline_method '{self.headline_method}' must be one of methods")
-        if self.cluster is not None and self.cluster in self.covariates:
-            raise ValueError(f"'{self.cluster}' cannot be both the cluster and a covariate")
+    def _consistent(self, info: ValidationInfo) -> Params:
+        if info.context and info.context.get("defer_consistency"):
+            return self  # parse_params reports these with the key concerned
+        issues = consistency_problems(self)
+        if issues:
+            raise ValueError("; ".join(message for _, message, _ in issues))
         return self
 
     def notebook_parameters(self) -> dict[str, Any]:
@@ -107,26 +153,118 @@ class Params(BaseModel):
         return self.model_dump(mode="json")
 
 
+def consistency_problems(params: Params) -> list[tuple[str, str, str]]:
+    """Checks across keys: ``(key, what is wrong, what to do)`` for each inconsistency."""
+    issues = []
+    if params.scale_min >= params.scale_max:
+        issues.append(
+            (
+                "scale_min",
+                f"scale_min ({params.scale_min}) must be smaller than scale_max ({params.scale_max})",
+                "set the lowest and highest level of your skill scale",
+            )
+        )
+    if params.headline_method not in params.methods:
+        issues.append(
+            (
+                "headline_method",
+                f"headline_method '{params.headline_method}' is not one of the methods "
+                f"({', '.join(params.methods) or 'none'})",
+                f"add '{params.headline_method}' to methods, or choose one of them as headline_method",
+            )
+        )
+    if params.cluster is not None and params.cluster in params.covariates:
+        issues.append(
+            (
+                "cluster",
+                f"'{params.cluster}' cannot be both the cluster and a covariate",
+                f"remove '{params.cluster}' from covariates",
+            )
+        )
+    if params.treatment in params.covariates or params.treatment == params.cluster:
+        issues.append(
+            (
+                "treatment",
+                f"the treatment '{params.treatment}' cannot also be a covariate or the cluster",
+                f"remove '{params.treatment}' from covariates (and cluster)",
+            )
+        )
+    for key in ("covariates", "methods"):
+        values = list(getattr(params, key))
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            issues.append(
+                (
+                    key,
+                    f"{key} lists {', '.join(map(repr, repeated))} more than once",
+                    "list each once",
+                )
+            )
+    return issues
+
+
 def _plain(value: Any) -> Any:
     """YAML turns unquoted dates into date objects; accept them as ISO text."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()  # a date with a time is not a date: reported by the validator
     if isinstance(value, dt.date):
         return value.isoformat()
     return value
 
 
-def _describe_error(err: dict[str, Any]) -> str:
-    loc = ".".join(str(p) for p in err["loc"]) or "(file)"
-    found = err.get("input")
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        return f"unknown parameter '{loc}'"
-    if err["type"] == "missing":
-        return f"parameter '{loc}' is required but missing"
-    shown = repr(found) if not isinstance(found, dict | list) else type(found).__name__
-    return f"parameter '{loc}': {msg} (found {shown})"
+def _where(loc: tuple[Any, ...]) -> str:
+    text = str(loc[0]) if loc else "(file)"
+    for part in loc[1:]:
+        text += f" (item {part + 1})" if isinstance(part, int) else f".{part}"
+    return text
 
 
-def parse_params(raw: dict[str, Any], *, source: str = "parameters", base_dir: Path | None = None) -> Params:
+def _found(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _error_problem(err: dict[str, Any], source: str) -> Problem:
+    key = str(err["loc"][0]) if err["loc"] else None
+    where = _where(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(key.lower(), list(Params.model_fields), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"remove it; {SEE_EXAMPLE}"
+        return Problem(source, f"unknown parameter '{where}'", hint=hint)
+    if kind == "missing":
+        example = EXAMPLES.get(key)
+        hint = f"add a line such as  {example}" if example else SEE_EXAMPLE
+        return Problem(source, f"parameter '{where}' is required but missing", hint=hint)
+    if kind == "literal_error":
+        allowed = err.get("ctx", {}).get("expected", "")
+        return Problem(
+            source,
+            f"parameter '{where}': expected one of {allowed}, found {_found(err.get('input'))}",
+            hint="use one of the allowed values, spelled exactly so",
+        )
+    if kind in EXPECTED_TYPES:
+        expected, hint = EXPECTED_TYPES[kind]
+        if key == "methods" and kind == "list_type":
+            hint = f'write a list in square brackets, for example methods: ["aipw"] (allowed: {", ".join(METHODS)})'
+        elif key == "covariates" and kind == "list_type":
+            hint = 'write a list in square brackets, for example covariates: ["tenure_months"] (or [] for none)'
+        return Problem(
+            source, f"parameter '{where}': {expected}, found {_found(err.get('input'))}", hint=hint
+        )
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    hint = f"for example  {EXAMPLES[key]}" if key in EXAMPLES else SEE_EXAMPLE
+    return Problem(
+        source, f"parameter '{where}': {msg} (found {_found(err.get('input'))})", hint=hint
+    )
+
+
+def parse_params(
+    raw: dict[str, Any], *, source: str = "parameters", base_dir: Path | None = None
+) -> Params:
     """Check a mapping of parameters and return them with defaults filled in.
 
     Relative data paths are resolved against `base_dir` (the params file's folder).
@@ -134,36 +272,56 @@ def parse_params(raw: dict[str, Any], *, source: str = "parameters", base_dir: P
     Raises
     ------
     InputError
-        Listing every unknown, missing or mistyped parameter.
+        Listing every unknown, missing, mistyped or inconsistent parameter.
     """
     if not isinstance(raw, dict):
         raise InputError(
-            Problem(source, "expected a mapping of 'key: value' lines", hint="see params/example.yaml")
+            Problem(
+                source,
+                f"expected a mapping of 'key: value' lines, found {_found(raw)}",
+                hint="see params/example.yaml",
+            )
         )
-    values = {k: _plain(v) for k, v in raw.items()}
+    values = {str(k): _plain(v) for k, v in raw.items()}
     try:
-        params = Params.model_validate(values)
+        params = Params.model_validate(values, context={"defer_consistency": True})
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            hint = "see params/example.yaml for the expected keys and types"
-            if err["type"] == "extra_forbidden":
-                from difflib import get_close_matches
-
-                close = get_close_matches(str(err["loc"][0]), list(Params.model_fields), n=1)
-                hint = f"did you mean '{close[0]}'?" if close else "remove it; " + hint
-            elif err["type"] in ("string_type",):
-                hint = "put the value in quotes"
-            problems.append(Problem(source=source, message=_describe_error(err), hint=hint))
-        raise InputError(problems) from None
+        raise InputError([_error_problem(err, source) for err in exc.errors()]) from None
+    issues = consistency_problems(params)
+    if issues:
+        raise InputError([Problem(source, msg, hint=hint) for key, msg, hint in issues])
     if base_dir is not None:
-        resolved = {
-            key: str((base_dir / getattr(params, key)).resolve())
-            for key in DATA_KEYS
-            if not Path(getattr(params, key)).is_absolute()
-        }
+        resolved = {}
+        for key in DATA_KEYS:
+            path = Path(getattr(params, key)).expanduser()
+            resolved[key] = str(path if path.is_absolute() else (Path(base_dir) / path).resolve())
         params = params.model_copy(update=resolved)
     return params
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice (YAML would keep the last silently)."""
+
+
+def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if not isinstance(key, str | int | float | bool | None):
+            continue  # construct_mapping reports keys that cannot be keys
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"the key '{key}' is given twice (lines {seen[key]} and {line})",
+                key_node.start_mark,
+            )
+        seen[key] = line
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 
 
 def load_params(path: str | Path) -> Params:
@@ -171,19 +329,39 @@ def load_params(path: str | Path) -> Params:
 
     Examples
     --------
-    >>> p = load_params("params/example.yaml")  # doctest: +SKIP
-    >>> p.evaluation  # doctest: +SKIP
-    'example'
+    >>> p = load_params("params/example.yaml")
+    >>> p.evaluation, p.as_of
+    ('example', '2026-06-30')
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(
-            Problem(str(path), "parameters file not found", hint="check the path; see params/")
+            Problem(
+                str(path),
+                "parameters file not found",
+                hint="check the path; see params/ for examples",
+            )
         )
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except OSError as exc:
         raise InputError(
-            Problem(str(path), f"not readable as YAML: {exc}", hint="fix the YAML syntax")
+            Problem(
+                str(path),
+                f"the parameters file cannot be opened ({exc.strerror or exc})",
+                hint="check that you may read the file",
+            )
         ) from None
-    return parse_params(raw or {}, source=str(path), base_dir=path.parent)
+    except UnicodeDecodeError:
+        raise InputError(
+            Problem(str(path), "the parameters file is not UTF-8 text", hint="save it as UTF-8")
+        ) from None
+    except yaml.YAMLError as exc:
+        raise InputError(
+            Problem(
+                str(path),
+                "not readable as YAML: " + str(exc).replace('"<unicode string>"', f'"{path.name}"'),
+                hint="fix the YAML syntax at the line shown (check indentation, colons and quotes)",
+            )
+        ) from None
+    return parse_params(raw if raw is not None else {}, source=str(path), base_dir=path.parent)

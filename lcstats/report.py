@@ -1,29 +1,35 @@
 """The leadership report: one self-contained HTML file, plain language first, no learner detail.
 
 Content comes only from results (estimates, aggregated and suppressed tables, figures); the
-template autoescapes every string, and images are embedded as data URIs, so the file opens offline
-and fetches nothing.
+template autoescapes every string, tables are pandas Stylers with HTML escaping, and images are
+embedded as data URIs, so the file opens offline and fetches nothing.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import matplotlib.pyplot as plt
 import pandas as pd
+from markupsafe import Markup
 from matplotlib.figure import Figure
+from pandas.io.formats.style import Styler
 
-from lcstats import plots
+from lcstats import descriptives, plots
 from lcstats.analysis import EffectSet
+from lcstats.diagnostics import Diagnostics
 from lcstats.effects import EffectEstimate, format_effect, format_p
 from lcstats.files import write_atomic
 from lcstats.load import Programme
 from lcstats.metrics import LearnerOutcomes
 from lcstats.options import OUTCOME_LABELS
+from lcstats.params import Params
 from lcstats.privacy import suppress_counts
 from lcstats.provenance import package_versions
 
@@ -34,14 +40,39 @@ TEMPLATES = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+LTEM = {  # Thalheimer's Learning-Transfer Evaluation Model tier of each measure
+    "follow_through": "LTEM tier 7 (transfer: learners applying what they learned on the job)",
+    "skills_gap": "LTEM tier 5-6 (task competence, as assessed before and after)",
+}
 
 
-def figure_uri(fig: Figure, *, dpi: int = 100) -> str:
+def figure_uri(fig: Figure, *, dpi: int = 90) -> str:
     """Embed a figure as a PNG data URI (deterministic bytes: no software/date metadata)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-    plots.close([fig])
+    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(fig: Figure, alt: str) -> dict[str, str]:
+    return {"uri": figure_uri(fig), "alt": alt}
+
+
+class _Tables:
+    """Renders frames as styled, escaped HTML tables with stable ids (no random uuids)."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+
+    def __call__(self, frame: pd.DataFrame, *, numeric: tuple[str, ...] = ()) -> Markup:
+        text = frame.astype(object).where(frame.notna(), "suppressed").astype(str)
+        styler = Styler(text, uuid=f"t{next(self._ids)}", cell_ids=False)
+        styler = styler.format(escape="html").format_index(escape="html", axis=1).hide(axis="index")
+        cols = [c for c in numeric if c in text.columns]
+        if cols:
+            styler = styler.set_properties(subset=cols, **{"text-align": "right"})
+        styler = styler.set_table_attributes('class="data"')
+        return Markup(styler.to_html())
 
 
 def _ci(est: EffectEstimate) -> str:
@@ -52,48 +83,31 @@ def _ci(est: EffectEstimate) -> str:
     return f"{number} to {high}" if unit and high.endswith(unit) else f"{low} to {high}"
 
 
+def _p(p: float) -> str:
+    text = format_p(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
 def _verdict(est: EffectEstimate) -> int:
     """+1 clearly positive, -1 clearly negative, 0 interval includes zero."""
     return 1 if est.ci_low > 0 else -1 if est.ci_high < 0 else 0
 
 
-def _fmt_count(value: Any) -> str:
-    return "suppressed" if pd.isna(value) else f"{int(value):,}"
+def _helpful(est: EffectEstimate) -> bool:
+    good = -1 if est.outcome == "skills_gap" else 1
+    return _verdict(est) == good
 
 
-@dataclass(frozen=True)
-class BreakdownTable:
-    """A table of learner counts after small-cell suppression, ready to show."""
-
-    title: str
-    columns: list[str]
-    rows: list[list[str]]
-    hidden: int
+def _pct(x: float) -> str:
+    return "suppressed" if pd.isna(x) else f"{100 * x:.0f}%"
 
 
-def coached_breakdown(
-    data: pd.DataFrame, *, by: str, treatment: str, min_group_size: int
-) -> tuple[BreakdownTable, pd.DataFrame]:
-    """Counts of coached and not-coached learners by a group, with small cells suppressed."""
-    counts = pd.crosstab(
-        data[by].astype(str), data[treatment].map({1: "coached", 0: "not coached"})
-    )
-    for col in ("coached", "not coached"):
-        if col not in counts:
-            counts[col] = 0
-    counts = counts[["coached", "not coached"]].sort_index()
-    shown, hidden = suppress_counts(counts, min_group_size)
-    rows = [
-        [str(idx), _fmt_count(r["coached"]), _fmt_count(r["not coached"])]
-        for idx, r in shown.iterrows()
-    ]
-    table = BreakdownTable(
-        title=f"Learners by {by.replace('_', ' ')}",
-        columns=[by.replace("_", " ").capitalize(), "Coached", "Not coached"],
-        rows=rows,
-        hidden=hidden,
-    )
-    return table, shown.reset_index(names=by)
+def _num(x: Any, digits: int = 2) -> str:
+    return "suppressed" if pd.isna(x) else f"{x:.{digits}f}"
+
+
+def _count(x: Any) -> str:
+    return "suppressed" if pd.isna(x) else f"{int(x):,}"
 
 
 @dataclass(frozen=True)
@@ -111,169 +125,420 @@ class Report:
         return write_atomic(path, self.render())
 
 
-def _next_steps(headlines: list[EffectEstimate]) -> list[str]:
+def _next_steps(headlines: list[EffectEstimate], diag: Diagnostics) -> list[str]:
     steps = []
-    clear = [h for h in headlines if h.ci_low > 0 or h.ci_high < 0]
-    helpful = [
-        h
-        for h in clear
-        if (h.outcome == "skills_gap" and h.estimate < 0)
-        or (h.outcome != "skills_gap" and h.estimate > 0)
-    ]
+    helpful = [h for h in headlines if _helpful(h)]
+    unclear = [h for h in headlines if _verdict(h) == 0]
+    harmful = [h for h in headlines if _verdict(h) != 0 and not _helpful(h)]
     if helpful:
         steps.append(
-            "Keep coaching in the programme and extend it to the groups that have not had it yet, "
-            "in waves, so that the next evaluation can compare like with like."
+            "Keep coaching in the programme and extend it, in waves, to the groups that have not had it "
+            "yet, so that the next evaluation can again compare like with like."
         )
-    if len(clear) < len(headlines):
+    if unclear:
         steps.append(
-            "Where the interval includes no effect, collect another cohort (or plan a pilot with enough "
-            "learners) before drawing a conclusion."
+            "Where an interval includes no effect, collect another cohort or plan a pilot large enough to "
+            "tell (see the minimum detectable effect with `lcstats power`) before deciding."
         )
-    if len(clear) > len(helpful):
+    if harmful:
         steps.append("Review how coaching is delivered: at least one outcome moved the wrong way.")
+    if diag.manager and any(_helpful(m.manager) for m in diag.manager.values()):
+        steps.append("Coaching line managers also helped: include managers in the next wave.")
     steps.append(
-        "Coaching was not assigned at random: the estimates adjust for the recorded differences between "
-        "coached and other learners, but not for differences nobody recorded."
+        "Hold learners and their managers to account for their action plans: follow-through is the "
+        "behaviour that coaching is meant to change, and it is measured here every run."
     )
     return steps
 
 
-def build_report(
-    *,
-    title: str,
-    evaluation: str,
-    programme: Programme,
-    outcomes: LearnerOutcomes,
-    effects: EffectSet,
-    parameters: dict[str, Any],
-    headline_method: str,
-    min_group_size: int,
-    treatment: str = "coached",
-    run_id: str = "interactive",
-) -> Report:
-    """Assemble the leadership report from an evaluation's results.
-
-    Only aggregates are passed to the template: no learner-level row or identifier.
-    """
-    data = outcomes.data
-    headlines = [
-        e for e in effects.estimates if e.method == headline_method and e.treatment == treatment
-    ]
-    headline_rows = [
-        {
-            "label": OUTCOME_LABELS.get(h.outcome, h.outcome),
-            "estimate": format_effect(h.estimate, h.outcome),
-            "ci": _ci(h),
-            "p": format_p(h.p_value),
-            "reading": h.reading(),
-            "n": f"{h.n_treated:,} coached and {h.n_control:,} not coached",
-        }
-        for h in headlines
-    ]
-    breakdowns = []
-    figures = []
-    hidden_total = 0
-    for by in ("cohort", "role"):
-        table, shown = coached_breakdown(
-            data, by=by, treatment=treatment, min_group_size=min_group_size
-        )
-        breakdowns.append(table)
-        hidden_total += table.hidden
-        figures.append(
-            {
-                "uri": figure_uri(
-                    plots.counts_bar(shown, by=by, title=f"Who was coached, by {by}")
-                ),
-                "alt": f"Bar chart of coached and not-coached learners by {by}",
-            }
-        )
-    frame = effects.to_frame()
+def _how_sure(headlines: list[EffectEstimate], effects: EffectSet, diag: Diagnostics) -> str:
     agree = all(
         _verdict(e) == _verdict(h)
         for h in headlines
         for e in effects.estimates
         if e.outcome == h.outcome and e.treatment == h.treatment and e.method != "difference"
     )
-    forest_title = (
-        "Adjusted estimates agree across methods"
+    parts = [
+        "The adjusted methods agree on the direction and clarity of every effect."
         if agree
-        else "Estimates differ by method: read with care"
-    )
-    effect_rows = [
-        {
-            "outcome": OUTCOME_LABELS.get(e.outcome, e.outcome),
-            "method": plots.METHOD_LABELS.get(e.method, e.method),
-            "estimand": e.estimand,
-            "estimate": format_effect(e.estimate, e.outcome),
-            "ci": _ci(e),
-            "p": format_p(e.p_value),
-            "n": f"{e.n_treated:,} / {e.n_control:,}",
-            "notes": "; ".join(e.notes),
-        }
-        for e in effects.estimates
+        else "The adjusted methods do not all agree: read the effects section with care."
     ]
-    quality_rows = []
-    for table, q in outcomes.quality.items():
-        src = programme.sources.get(table)
-        excluded = (
-            "; ".join(f"{reason}: {n:,}" for reason, n in sorted(q.excluded.items()) if n) or "none"
-        )
-        quality_rows.append(
+    parts.append(diag.balance.reading())
+    strongest = min(diag.evalues.values(), key=lambda e: e.point)
+    parts.append(
+        f"To explain away the weakest headline finding, an unrecorded difference between coached and other "
+        f"learners would need to be associated with both coaching and the outcome by a risk ratio of "
+        f"about {strongest.point:.1f}."
+    )
+    return " ".join(parts)
+
+
+def _limitations(params: Params, diag: Diagnostics) -> list[str]:
+    items = [
+        "Coaching was not assigned at random. The estimates compare coached and other learners who were "
+        f"alike in the recorded characteristics ({', '.join(params.covariates)}); a difference nobody "
+        "recorded, such as motivation not captured by the engagement survey, could still bias them "
+        "(the E-values below say how strong it would have to be).",
+        "Skills are assessed levels; if the assessors knew who was coached, post-programme ratings may "
+        "be more generous for the coached.",
+        "Follow-through counts the action items learners and managers wrote down; plans that were never "
+        "recorded are not counted.",
+    ]
+    if diag.overlap.poor:
+        items.append(diag.overlap.reading())
+    items += [f"Not estimated: {what}: {why}." for what, why in diag.skipped.items()]
+    return items
+
+
+def build_report(
+    *,
+    params: Params,
+    programme: Programme,
+    outcomes: LearnerOutcomes,
+    effects: EffectSet,
+    diagnostics: Diagnostics,
+    run_id: str = "interactive",
+) -> Report:
+    """Assemble the leadership report from an evaluation's results.
+
+    Only aggregates reach the template: no learner-level row or identifier, and every breakdown
+    cell smaller than ``params.min_group_size`` is suppressed (with complementary cells).
+    """
+    table = _Tables()
+    data = outcomes.data
+    k = params.min_group_size
+    treatment = params.treatment
+    diag = diagnostics
+    hidden = 0
+    headlines = [
+        e
+        for e in effects.estimates
+        if e.method == params.headline_method and e.treatment == treatment
+    ]
+    headline_cards = [
+        {
+            "label": OUTCOME_LABELS.get(h.outcome, h.outcome),
+            "estimate": format_effect(h.estimate, h.outcome),
+            "ci": _ci(h),
+            "n": f"{h.n_treated:,} coached and {h.n_control:,} not coached learners",
+            "reading": h.reading(),
+            "good": _helpful(h),
+        }
+        for h in headlines
+    ]
+
+    # The programme and who was coached
+    breakdowns = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+    for ax, by in zip(axes, ("cohort", "role"), strict=True):
+        counts = pd.crosstab(data[by].astype(str), data[treatment].map(descriptives.GROUP))
+        for g in descriptives.GROUP.values():
+            if g not in counts:
+                counts[g] = 0
+        shown, n_hidden = suppress_counts(counts[list(descriptives.GROUP.values())].sort_index(), k)
+        hidden += n_hidden
+        frame = shown.reset_index(names=by)
+        breakdowns.append(
             {
-                "table": table,
-                "read": f"{(src.rows_read if src else q.rows_read):,}",
-                "used": f"{q.rows_used:,}",
-                "excluded": excluded,
+                "title": f"Learners by {by}",
+                "table": table(
+                    frame.rename(
+                        columns={
+                            by: by.capitalize(),
+                            "coached": "Coached",
+                            "not coached": "Not coached",
+                        }
+                    ).map(lambda v: _count(v) if not isinstance(v, str) else v),
+                    numeric=("Coached", "Not coached"),
+                ),
             }
         )
-    sample_rows = [
+        plots.counts_bar(frame, by=by, title=f"Who was coached, by {by}", ax=ax)
+    programme_figure = _figure(
+        fig, "Bar charts of coached and not-coached learners by cohort and by role"
+    )
+
+    # Follow-through
+    funnel = descriptives.item_funnel(outcomes, treatment=treatment)
+    curves = descriptives.completion_curves(programme, outcomes, treatment=treatment)
+    ft_groups = []
+    for by in ("cohort", "role"):
+        gm = descriptives.group_means(
+            data, by=by, value="follow_through", treatment=treatment, min_group_size=k
+        )
+        hidden += gm.hidden
+        wide = gm.frame.pivot(index=by, columns="group", values=["learners", "follow_through"])
+        frame = pd.DataFrame(
+            {
+                by.capitalize(): wide.index,
+                "Coached: learners": [_count(v) for v in wide[("learners", "coached")]],
+                "Coached: on time": [_pct(v) for v in wide[("follow_through", "coached")]],
+                "Not coached: learners": [_count(v) for v in wide[("learners", "not coached")]],
+                "Not coached: on time": [_pct(v) for v in wide[("follow_through", "not coached")]],
+            }
+        )
+        ft_groups.append(
+            {
+                "title": f"On-time completion by {by}",
+                "table": table(frame, numeric=tuple(frame.columns[1:])),
+            }
+        )
+    fshare = funnel.frame.set_index(["group", "stage"])["share"]
+    fc, fn = (
+        fshare.get(("coached", "done on time"), float("nan")),
+        fshare.get(("not coached", "done on time"), float("nan")),
+    )
+    medians = {
+        g: (f"{m:.0f} days" if m is not None else "not reached") for g, m in curves.medians.items()
+    }
+    follow = {
+        "funnel": _figure(
+            plots.funnel_plot(
+                funnel,
+                title=f"Coached learners did {_pct(fc)} of their action items on time, others {_pct(fn)}",
+            ),
+            "Bar chart of the share of action items done and done on time, by coaching group",
+        ),
+        "curves": _figure(
+            plots.completion_plot(
+                curves,
+                title="Time to complete an action item (items not done by the as-of date are censored)",
+            ),
+            "Step chart of the share of action items completed by days since they were set",
+        ),
+        "medians": medians,
+        "groups": ft_groups,
+    }
+
+    # Skills gaps
+    grid = descriptives.skill_gaps_by_role(programme, min_group_size=k)
+    hidden += grid.hidden
+    closure = descriptives.gap_closure(outcomes, treatment=treatment, min_group_size=k).frame
+    closure_table = table(
+        pd.DataFrame(
+            {
+                "Group": closure["group"],
+                "Learners": [_count(v) for v in closure["learners"]],
+                "Gap closed (share of the gap before)": [_pct(v) for v in closure["mean_closure"]],
+                "Meeting every target after": [_pct(v) for v in closure["share_all_targets_met"]],
+            }
+        ),
+        numeric=("Learners", "Gap closed (share of the gap before)", "Meeting every target after"),
+    )
+    skills = {
+        "heatmap": _figure(
+            plots.skill_heatmap(grid),
+            "Heatmaps of the mean skills gap by role and skill, before and after",
+        ),
+        "closure": closure_table,
+        "hidden": grid.hidden,
+    }
+
+    # Coaching effects
+    frame = effects.to_frame()
+    effect_rows = pd.DataFrame(
         {
-            "outcome": OUTCOME_LABELS.get(o, o),
-            "available": f"{s.n_available:,}",
-            "used": f"{len(s.data):,}",
-            "excluded": "; ".join(f"{r}: {n:,}" for r, n in s.excluded.items() if n) or "none",
+            "Outcome": [OUTCOME_LABELS.get(e.outcome, e.outcome) for e in effects.estimates],
+            "Method": [plots.METHOD_LABELS.get(e.method, e.method) for e in effects.estimates],
+            "Estimand": [e.estimand for e in effects.estimates],
+            "Estimate": [format_effect(e.estimate, e.outcome) for e in effects.estimates],
+            f"{headlines[0].confidence if headlines else 95}% interval": [
+                _ci(e) for e in effects.estimates
+            ],
+            "p-value": [format_p(e.p_value) for e in effects.estimates],
+            "Learners (coached / not)": [
+                f"{e.n_treated:,} / {e.n_control:,}" for e in effects.estimates
+            ],
         }
-        for o, s in effects.samples.items()
-    ]
+    )
+    notes = sorted({n for e in effects.estimates for n in e.notes})
+    per_outcome = []
+    for outcome in effects.samples:
+        item = {"label": OUTCOME_LABELS.get(outcome, outcome)}
+        if outcome in diag.dose:
+            item["dose"] = _figure(
+                plots.dose_response_plot(diag.dose[outcome]),
+                f"Effect by number of coaching sessions on {outcome}",
+            )
+            item["dose_reading"] = diag.dose[outcome].reading()
+        item["subgroups"] = _figure(
+            plots.subgroup_plot(diag.subgroups[outcome]),
+            f"Effects of coaching by subgroup on {outcome}",
+        )
+        item["subgroup_reading"] = diag.subgroups[outcome].reading()
+        if outcome in diag.manager:
+            item["manager_reading"] = diag.manager[outcome].reading()
+        per_outcome.append(item)
+    effects_ctx = {
+        "forest": _figure(
+            plots.forest_plot(
+                frame,
+                title="Adjusted estimates agree across methods"
+                if all(
+                    _verdict(e) == _verdict(h)
+                    for h in headlines
+                    for e in effects.estimates
+                    if e.outcome == h.outcome and e.method != "difference"
+                )
+                else "Estimates differ by method: read with care",
+            ),
+            "Forest plot of effect estimates by outcome and method",
+        ),
+        "table": table(
+            effect_rows,
+            numeric=("Estimate", effect_rows.columns[4], "p-value", "Learners (coached / not)"),
+        ),
+        "notes": notes,
+        "per_outcome": per_outcome,
+    }
+
+    # How sure we are
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.32 * len(diag.balance.wide()) + 2.6))
+    plots.love_plot(diag.balance, ax=axes[0], title="Balance before and after weighting")
+    plots.propensity_plot(
+        diag.propensity, diag.treated, ax=axes[1], title="Overlap of the chance of being coached"
+    )
+    fig.tight_layout()
+    evalue_rows = pd.DataFrame(
+        {
+            "Outcome": [OUTCOME_LABELS.get(o, o) for o in diag.evalues],
+            "E-value (estimate)": [f"{ev.point:.2f}" for ev in diag.evalues.values()],
+            "E-value (interval limit)": [
+                f"{ev.ci_limit:.2f}" if ev.ci_limit is not None else "-"
+                for ev in diag.evalues.values()
+            ],
+        }
+    )
+    sure = {
+        "figure": _figure(
+            fig, "Love plot of standardised differences and distributions of the propensity score"
+        ),
+        "balance_reading": diag.balance.reading(),
+        "balance_notes": diag.balance.notes(),
+        "overlap_reading": diag.overlap.reading(),
+        "evalues": table(evalue_rows, numeric=("E-value (estimate)", "E-value (interval limit)")),
+        "evalue_readings": [ev.reading() for ev in diag.evalues.values()],
+        "limitations": _limitations(params, diag),
+    }
+
+    # Those who learn and those who don't
+    contrast = descriptives.learners_who_follow_through(
+        outcomes, treatment=treatment, threshold=params.followed_through_share, min_group_size=k
+    )
+    learn = {
+        "threshold": f"{100 * params.followed_through_share:.0f}%",
+        "reading": contrast.reading(),
+        "table": table(
+            pd.DataFrame(
+                {
+                    "Learners who": contrast.frame["group"],
+                    "Learners": [_count(v) for v in contrast.frame["learners"]],
+                    "Skills gap closed (points)": [
+                        _num(v) for v in contrast.frame["gap_closed_points"]
+                    ],
+                    "95% interval": [
+                        "suppressed" if pd.isna(lo) else f"{lo:.2f} to {hi:.2f}"
+                        for lo, hi in zip(
+                            contrast.frame["ci_low"], contrast.frame["ci_high"], strict=True
+                        )
+                    ],
+                }
+            ),
+            numeric=("Learners", "Skills gap closed (points)", "95% interval"),
+        ),
+        "cases": table(
+            pd.DataFrame(
+                {
+                    "Group": contrast.success_cases["group"],
+                    "Learners": [_count(v) for v in contrast.success_cases["learners"]],
+                    "Clear successes": [_pct(v) for v in contrast.success_cases["clear_success"]],
+                    "Clear non-successes": [
+                        _pct(v) for v in contrast.success_cases["clear_non_success"]
+                    ],
+                }
+            ),
+            numeric=("Learners", "Clear successes", "Clear non-successes"),
+        ),
+    }
+
+    # Data quality
+    quality = pd.DataFrame(
+        [
+            {
+                "Table": t,
+                "Rows read": f"{q.rows_read:,}",
+                "Rows used": f"{q.rows_used:,}",
+                "Excluded, with reason": "; ".join(
+                    f"{r}: {n:,}" for r, n in sorted(q.excluded.items()) if n
+                )
+                or "none",
+            }
+            for t, q in outcomes.quality.items()
+        ]
+    )
+    samples = pd.DataFrame(
+        [
+            {
+                "Outcome": OUTCOME_LABELS.get(o, o),
+                "Learners available": f"{s.n_available:,}",
+                "Used": f"{len(s.data):,}",
+                "Excluded, with reason": "; ".join(
+                    f"{r}: {n:,}" for r, n in s.excluded.items() if n
+                )
+                or "none",
+            }
+            for o, s in effects.samples.items()
+        ]
+    )
     n_learners = len(data)
     n_coached = int((data[treatment] == 1).sum())
     context = {
-        "title": title,
-        "evaluation": evaluation,
+        "title": params.title,
+        "evaluation": params.evaluation,
         "as_of": outcomes.as_of,
         "n_learners": f"{n_learners:,}",
         "n_coached": f"{n_coached:,}",
         "share_coached": f"{100 * n_coached / max(n_learners, 1):.0f}%",
-        "headlines": headline_rows,
-        "headline_method": plots.METHOD_LABELS.get(headline_method, headline_method),
-        "next_steps": _next_steps(headlines),
-        "breakdowns": breakdowns,
-        "breakdown_figures": figures,
-        "forest": {
-            "uri": figure_uri(plots.forest_plot(frame, title=forest_title)),
-            "alt": "Forest plot of effect estimates by outcome and method",
-        },
-        "effect_rows": effect_rows,
         "confidence": headlines[0].confidence if headlines else 95,
-        "quality_rows": quality_rows,
-        "sample_rows": sample_rows,
-        "suppressed_cells": hidden_total,
-        "min_group_size": min_group_size,
-        "parameters": [
-            {"key": k, "value": str(v)}
-            for k, v in sorted(parameters.items())
-            if k not in ("learners", "action_items", "skill_assessments", "output_dir")
-        ],
-        "inputs": [
-            {
-                "table": s.table,
-                "file": Path(s.path).name,
-                "sha256": s.sha256,
-                "rows": f"{s.rows_read:,}",
-            }
-            for s in programme.sources.values()
-        ],
+        "headline_method": plots.METHOD_LABELS.get(params.headline_method, params.headline_method),
+        "headlines": headline_cards,
+        "how_sure": _how_sure(headlines, effects, diag),
+        "next_steps": _next_steps(headlines, diag),
+        "breakdowns": breakdowns,
+        "programme_figure": programme_figure,
+        "follow": follow,
+        "skills": skills,
+        "effects": effects_ctx,
+        "sure": sure,
+        "learn": learn,
+        "quality": table(quality, numeric=("Rows read", "Rows used")),
+        "samples": table(samples, numeric=("Learners available", "Used")),
+        "suppressed_cells": hidden,
+        "min_group_size": k,
+        "ltem": LTEM,
+        "parameters": table(
+            pd.DataFrame(
+                [
+                    {"Parameter": key, "Value": str(value)}
+                    for key, value in sorted(params.notebook_parameters().items())
+                    if key not in ("learners", "action_items", "skill_assessments")
+                ]
+            )
+        ),
+        "inputs": table(
+            pd.DataFrame(
+                [
+                    {
+                        "Input": s.table,
+                        "File": Path(s.path).name,
+                        "Rows": f"{s.rows_read:,}",
+                        "SHA-256": s.sha256,
+                    }
+                    for s in programme.sources.values()
+                ]
+            ),
+            numeric=("Rows",),
+        ),
         "versions": package_versions(),
         "run_id": run_id,
     }

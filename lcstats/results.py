@@ -2,54 +2,82 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from lcstats.analysis import EffectSet
+from lcstats.diagnostics import Diagnostics
 from lcstats.files import write_json
 from lcstats.load import Programme
 from lcstats.metrics import LearnerOutcomes
+from lcstats.params import Params
 
-ROUND = 10  # significant digits kept in results.json
+DIGITS = 10  # significant digits kept in results.json
 
 
-def _round(value: Any) -> Any:
-    if isinstance(value, float):
-        return float(f"{value:.{ROUND}g}")
+def _clean(value: Any) -> Any:
+    """Round floats, turn missing values into null, and numpy scalars into Python ones."""
     if isinstance(value, dict):
-        return {k: _round(v) for k, v in value.items()}
+        return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_round(v) for v in value]
+        return [_clean(v) for v in value]
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float):
+        return None if not math.isfinite(value) else float(f"{value:.{DIGITS}g}")
     return value
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [
+        _clean(r) for r in frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    ]
 
 
 def results_document(
     *,
-    evaluation: str,
+    params: Params,
     programme: Programme,
     outcomes: LearnerOutcomes,
     effects: EffectSet,
-    parameters: dict[str, Any],
-    headline_method: str,
+    diagnostics: Diagnostics | None = None,
 ) -> dict[str, Any]:
     """Assemble the results.json document (no clock, no run id: it depends only on the inputs)."""
-    return _round(
-        {
-            "evaluation": evaluation,
-            "as_of": outcomes.as_of,
-            "headline_method": headline_method,
-            "estimates": [e.as_dict() for e in effects.estimates],
-            "data_quality": {t: q.as_dict() for t, q in outcomes.quality.items()},
-            "samples": {o: s.as_dict() for o, s in effects.samples.items()},
-            "inputs": {
-                t: {"sha256": s.sha256, "rows_read": s.rows_read}
-                for t, s in programme.sources.items()
+    estimates = [e.as_dict() for e in effects.estimates]
+    doc: dict[str, Any] = {
+        "evaluation": params.evaluation,
+        "as_of": outcomes.as_of,
+        "headline_method": params.headline_method,
+        "estimates": estimates,
+        "data_quality": {t: q.as_dict() for t, q in outcomes.quality.items()},
+        "samples": {o: s.as_dict() for o, s in effects.samples.items()},
+        "inputs": {
+            t: {"sha256": s.sha256, "rows_read": s.rows_read} for t, s in programme.sources.items()
+        },
+        "parameters": params.notebook_parameters(),
+    }
+    if diagnostics is not None:
+        d = diagnostics
+        doc["estimates"] += [m.manager.as_dict() for m in d.manager.values()]
+        doc["diagnostics"] = {
+            "balance": {
+                "max_abs_smd_before": d.balance.max_abs_smd(adjusted=False),
+                "max_abs_smd_after": d.balance.max_abs_smd(adjusted=True),
+                "table": _records(d.balance.to_frame()),
             },
-            "parameters": {
-                k: v for k, v in parameters.items() if k not in ("output_dir", "run_id")
-            },
+            "overlap": _records(d.overlap.to_frame()),
+            "evalues": {o: _records(e.to_frame()) for o, e in d.evalues.items()},
+            "dose_response": {o: _records(r.to_frame()) for o, r in d.dose.items()},
+            "subgroups": {o: _records(r.to_frame()) for o, r in d.subgroups.items()},
+            "manager_coaching": {o: _records(r.to_frame()) for o, r in d.manager.items()},
+            "skipped": d.skipped,
         }
-    )
+    return _clean(doc)
 
 
 def write_results(doc: dict[str, Any], output_dir: str | Path) -> Path:

@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -320,3 +321,62 @@ def run_evaluation(
         ),
     )
     return RunOutcome(params.evaluation, status, exit_code, final, message, duration)
+
+
+def _run_one(args: tuple[str, str, bool]) -> RunOutcome:
+    params_path, output_dir, skip_unchanged = args
+    try:
+        return run_evaluation(params_path, output_dir=output_dir, skip_unchanged=skip_unchanged)
+    except Exception as exc:  # a bug in one run must not stop the others
+        return RunOutcome(
+            Path(params_path).stem, "failed", EXIT_FAILED, None, f"{type(exc).__name__}: {exc}"
+        )
+
+
+def params_files(folder: str | Path) -> list[Path]:
+    """The params files of a folder (``*.yaml`` and ``*.yml``), in name order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"'{folder}' is not a folder of params files", source=str(folder))
+    files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+    if not files:
+        raise InputError(f"no params files (*.yaml) in '{folder}'", source=str(folder))
+    return files
+
+
+def run_all(
+    folder: str | Path,
+    *,
+    jobs: int = 1,
+    output_dir: str | Path = "reports",
+    skip_unchanged: bool = False,
+    progress: Callable[[int, int, RunOutcome], None] | None = None,
+) -> list[RunOutcome]:
+    """Run every params file of a folder, each run in a fresh process, `jobs` at a time.
+
+    One failing evaluation never stops the others. `progress(done, total, outcome)` is called as
+    each run ends. Returns the outcomes in the order of the files.
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    if jobs < 1:
+        raise InputError(f"--jobs must be at least 1 (found {jobs})", source="lcstats run-all")
+    files = params_files(folder)
+    tasks = [(str(f), str(output_dir), skip_unchanged) for f in files]
+    outcomes: dict[int, RunOutcome] = {}
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=get_context("spawn"), max_tasks_per_child=1
+    ) as pool:
+        futures = {pool.submit(_run_one, task): i for i, task in enumerate(tasks)}
+        for done, future in enumerate(as_completed(futures), 1):
+            i = futures[future]
+            try:
+                outcomes[i] = future.result()
+            except Exception as exc:  # the worker process died
+                outcomes[i] = RunOutcome(
+                    files[i].stem, "failed", EXIT_FAILED, None, f"worker died: {exc}"
+                )
+            if progress:
+                progress(done, len(tasks), outcomes[i])
+    return [outcomes[i] for i in range(len(tasks))]

@@ -13,10 +13,11 @@ learner noise; all effects below are fixed constants of the module unless they a
 Covariates (observed)
     Teams of about ``team_size`` learners, one manager per team. ``cohort`` is one of the four
     consecutive quarters ending with the quarter that contains ``as_of - 90 days`` (equal shares);
-    ``role`` one of five job families; ``tenure_months = min(floor(LogNormal(log 30, 0.8)), 480)``;
+    ``role`` one of five job families; ``tenure_months = min(floor(Gamma(shape 4, scale 9)), 480)`` (mean 36, SD 18);
     ``engagement`` = prior survey score ``N(3.5, 0.7)`` clipped to 1-5 and rounded to one decimal.
     The standardised versions used below are computed from the recorded values:
-    ``z_eng = (engagement - 3.5) / 0.7`` and ``z_ten = (log1p(tenure) - log1p(30)) / 0.8``.
+    ``z_eng = (engagement - 3.5) / 0.7`` and ``z_ten = (tenure - 36) / 18`` (linear in the recorded months, so a model with
+    ``tenure_months`` as a covariate is correctly specified).
 
 Manager coaching (randomised by manager)
     ``manager_coached ~ Bernoulli(0.35)`` per manager, independent of everything else.
@@ -424,11 +425,11 @@ def simulate_programme(
     team = np.sort(np.concatenate([np.arange(n_teams), rng.integers(n_teams, size=n - n_teams)]))
     cohort = rng.integers(4, size=n)
     role = rng.choice(len(ROLES), size=n, p=ROLE_PROBS)
-    tenure = np.minimum(np.floor(rng.lognormal(np.log(30.0), 0.8, size=n)), TENURE_MAX)
+    tenure = np.minimum(np.floor(rng.gamma(4.0, 9.0, size=n)), TENURE_MAX)
     tenure = tenure.astype(np.int64)
     engagement = np.round(np.clip(rng.normal(3.5, 0.7, size=n), 1.0, 5.0), 1)
     z_eng = (engagement - 3.5) / 0.7
-    z_ten = (np.log1p(tenure) - np.log1p(30.0)) / 0.8
+    z_ten = (tenure - 36.0) / 18.0
 
     # Treatments.
     manager_coached = (rng.random(n_teams) < MANAGER_COACHED_PROB).astype(np.int64)[team]

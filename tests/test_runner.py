@@ -133,3 +133,61 @@ def test_console_script_runs_and_prints_the_run_folder(tmp_path, small_programme
     run_dir = Path(proc.stdout.strip().splitlines()[-1])
     assert (run_dir / "report.html").is_file()
     assert "Traceback" not in proc.stderr
+
+
+def _without_provenance(html: str) -> str:
+    start, end = (
+        html.index('<section id="provenance">'),
+        html.index("</section>", html.index('<section id="provenance">')),
+    )
+    return html[:start] + html[end:]
+
+
+def test_same_inputs_give_identical_results_and_report(good_run):
+    outcome, tmp = good_run
+    again = run_evaluation(tmp / "small.yaml", output_dir=tmp / "reports")
+    assert again.status == "succeeded"
+    assert again.run_dir != outcome.run_dir
+    assert (again.run_dir / "results.json").read_bytes() == (
+        outcome.run_dir / "results.json"
+    ).read_bytes()
+    first = (outcome.run_dir / "report.html").read_text()
+    second = (again.run_dir / "report.html").read_text()
+    assert first != second  # the provenance block names the run
+    assert _without_provenance(first) == _without_provenance(second)
+
+
+def test_skip_unchanged_skips_only_when_nothing_changed(good_run, tmp_path):
+    import yaml
+
+    outcome, tmp = good_run
+    skipped = run_evaluation(tmp / "small.yaml", output_dir=tmp / "reports", skip_unchanged=True)
+    assert skipped.status == "skipped" and skipped.exit_code == 0
+    changed = yaml.safe_load((tmp / "small.yaml").read_text())
+    changed["alpha"] = 0.1
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(changed))
+    rerun = run_evaluation(tmp_path / "small.yaml", output_dir=tmp / "reports", skip_unchanged=True)
+    assert rerun.status == "succeeded"
+
+
+def test_ledger_records_every_run(good_run, capsys):
+    outcome, tmp = good_run
+    assert main(["runs", "--output-dir", str(tmp / "reports"), "--evaluation", "small"]) == 0
+    out = capsys.readouterr().out
+    assert outcome.run_dir.name in out and "succeeded" in out
+
+
+def test_run_all_runs_each_file_and_reports_failures(tmp_path, small_programme_dir, capsys):
+    folder = tmp_path / "params"
+    folder.mkdir()
+    write_params(folder / "a.yaml", small_programme_dir, evaluation="a")
+    write_params(folder / "b.yaml", small_programme_dir, evaluation="b", alpha="x")
+    code = main(["run-all", str(folder), "--jobs", "2", "--output-dir", str(tmp_path / "reports")])
+    captured = capsys.readouterr()
+    assert code == 2  # one invalid evaluation, none failed
+    lines = captured.out.splitlines()
+    assert lines[0].split()[:2] == ["evaluation", "status"]
+    assert any(line.split()[:2] == ["a", "succeeded"] for line in lines)
+    assert any(line.split()[:2] == ["b", "invalid"] for line in lines)
+    assert "[2/2]" in captured.err
+    assert (tmp_path / "reports" / "a" / "latest" / "report.html").is_file()

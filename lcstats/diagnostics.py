@@ -1,0 +1,156 @@
+"""Everything that says how far to trust the headline estimates, computed in one place.
+
+`diagnose` runs, for an evaluation: balance and overlap of the propensity model, E-values of the
+headline estimates, dose-response over coaching sessions, effects by subgroup, and the effect of
+coaching line managers with its interaction with learner coaching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+
+from lcstats.analysis import EffectSet, outcome_covariates
+from lcstats.balance import Balance, Overlap, balance_table, overlap_summary, propensity_scores
+from lcstats.effects import _design
+from lcstats.errors import EstimationError
+from lcstats.heterogeneity import (
+    DoseResponse,
+    ManagerEffects,
+    SubgroupEffects,
+    dose_response,
+    manager_effects,
+    subgroup_effects,
+)
+from lcstats.metrics import LearnerOutcomes
+from lcstats.sensitivity import EValue, control_sd, evalue_from_estimate
+
+SUBGROUP_VARIABLES = ("role", "cohort", "manager_coached")
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Balance, overlap, sensitivity and heterogeneity results of one evaluation.
+
+    Per-outcome results are keyed by outcome id. ``skipped`` says which analyses could not be run
+    and why (for example no ``manager_coached`` column), so nothing is silently missing.
+    """
+
+    balance: Balance
+    overlap: Overlap
+    propensity: np.ndarray = field(repr=False)
+    treated: np.ndarray = field(repr=False)
+    evalues: dict[str, EValue]
+    dose: dict[str, DoseResponse]
+    subgroups: dict[str, SubgroupEffects]
+    manager: dict[str, ManagerEffects]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def diagnose(
+    outcomes: LearnerOutcomes,
+    effects: EffectSet,
+    *,
+    treatment: str,
+    covariates: Sequence[str],
+    cluster: str | None,
+    headline_method: str,
+    estimand: str = "ATE",
+    alpha: float = 0.05,
+    min_group_size: int = 5,
+) -> Diagnostics:
+    """Run every diagnostic of an evaluation on the samples its estimates used.
+
+    Balance and overlap are shown for the follow-through sample (the larger one in practice);
+    the weights are those of inverse probability weighting for the chosen estimand.
+    """
+    skipped: dict[str, str] = {}
+    sample = effects.samples["follow_through"].data
+    covs = list(covariates)
+    propensity = propensity_scores(sample, treatment=treatment, covariates=covs)
+    treated = sample[treatment].to_numpy(dtype=int)
+    balance = balance_table(
+        sample, treatment=treatment, covariates=covs, method="ipw", estimand=estimand
+    )
+    overlap = overlap_summary(propensity, treated)
+    evalues, dose, subgroups, manager = {}, {}, {}, {}
+    has_manager = (
+        "manager_coached" in outcomes.data and outcomes.data["manager_coached"].notna().all()
+    )
+    by = tuple(
+        v
+        for v in SUBGROUP_VARIABLES
+        if v in outcomes.data and (v != "manager_coached" or has_manager)
+    )
+    for outcome, smp in effects.samples.items():
+        data = smp.data
+        covs_o = outcome_covariates(outcome, covariates)
+        head = effects.get(outcome, headline_method, treatment)
+        evalues[outcome] = evalue_from_estimate(
+            head, outcome_sd=control_sd(data, outcome=outcome, treatment=treatment)
+        )
+        if treatment == "coached" and "coaching_sessions" in data:
+            dose[outcome] = dose_response(
+                data,
+                outcome=outcome,
+                covariates=covs_o,
+                method=headline_method,
+                cluster=cluster,
+                alpha=alpha,
+                min_group_size=min_group_size,
+            )
+        subgroups[outcome] = subgroup_effects(
+            data,
+            outcome=outcome,
+            treatment=treatment,
+            by=by,
+            covariates=covs_o,
+            method=headline_method,
+            estimand=estimand,
+            cluster=cluster,
+            alpha=alpha,
+            min_group_size=min_group_size,
+        )
+        if has_manager and "manager_id" in data and treatment == "coached":
+            try:
+                manager[outcome] = manager_effects(
+                    data,
+                    outcome=outcome,
+                    covariates=[c for c in covs_o if c != "manager_coached"],
+                    method=headline_method,
+                    cluster="manager_id",
+                    alpha=alpha,
+                    min_group_size=min_group_size,
+                )
+            except EstimationError as exc:
+                skipped[f"manager coaching ({outcome})"] = str(exc)
+    if not has_manager:
+        skipped["manager coaching"] = "the learners table has no complete manager_coached column"
+    return Diagnostics(
+        balance, overlap, propensity, treated, evalues, dose, subgroups, manager, skipped
+    )
+
+
+def outcome_residuals(
+    data: pd.DataFrame, *, outcome: str, treatment: str, covariates: Sequence[str]
+) -> pd.DataFrame:
+    """Fitted values and residuals of the outcome model in each treatment group (for analysts).
+
+    Returns one row per learner with ``group``, ``fitted`` and ``residual``: analyst material,
+    never shown in the leadership report.
+    """
+    x, _ = _design(data, covariates)
+    y = data[outcome].to_numpy(dtype=float)
+    t = data[treatment].to_numpy(dtype=int)
+    rows = []
+    for flag, group in ((1, "coached"), (0, "not coached")):
+        mask = t == flag
+        res = sm.OLS(y[mask], x[mask]).fit()
+        rows.append(
+            pd.DataFrame({"group": group, "fitted": res.fittedvalues, "residual": res.resid})
+        )
+    return pd.concat(rows, ignore_index=True)

@@ -1,0 +1,652 @@
+"""The effect estimators: agreement with statsmodels, resampling checks of the standard errors,
+errors on data that cannot answer the question, and the result object.
+
+Reference points:
+- ``statsmodels.treatment.TreatmentEffect`` stacks the propensity and outcome models in one GMM,
+  so its standard errors include the nuisance-estimation terms; it divides by n where we divide
+  by n - 1 (factor sqrt(n / (n - 1))). It has no clustering and no AIPW for the treated.
+- statsmodels OLS with HC0 / cluster (no small-sample correction) for the difference in means.
+- Cluster (pairs) bootstrap and cluster jackknife for the clustered standard errors; the
+  nonparametric bootstrap and jackknife for AIPW ATT, which has no statsmodels counterpart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from scipy import stats
+from statsmodels.treatment.treatment_effects import TreatmentEffect
+
+from lcstats.effects import EffectEstimate, estimate_effect, fit_outcome
+from lcstats.errors import EstimationError
+
+COMBOS = [(m, e) for m in ("regression", "ipw", "aipw") for e in ("ATE", "ATT")]
+ALL_COMBOS = [("difference", "ATE"), ("difference", "ATT"), *COMBOS]
+DESIGN_COLUMNS = [
+    "outcome",
+    "treatment",
+    "estimand",
+    "method",
+    "estimate",
+    "std_error",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "n_treated",
+    "n_control",
+    "units",
+]
+
+
+def expit(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def confounded(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """Confounded learners with good overlap and an effect that varies with x1 (ATT != ATE)."""
+    x1 = rng.normal(size=n)
+    x2 = rng.normal(size=n)
+    role = rng.choice(["analyst", "engineer", "sales"], size=n, p=[0.3, 0.4, 0.3])
+    t = (rng.random(n) < expit(-0.2 + 0.6 * x1 - 0.4 * x2 + 0.3 * (role == "sales"))).astype(int)
+    y = (
+        1.0
+        + 0.5 * x1
+        + 0.3 * x2
+        + 0.4 * (role == "engineer")
+        + t * (1.0 + 0.5 * x1)
+        + rng.normal(size=n)
+    )
+    return pd.DataFrame({"y": y, "t": t, "x1": x1, "x2": x2, "role": role})
+
+
+def clustered(rng: np.random.Generator, n_clusters: int = 60, n: int = 900) -> pd.DataFrame:
+    """Teams with strong within-team correlation of outcomes, treatment and treatment effects."""
+    team = np.sort(rng.integers(n_clusters, size=n))
+    z = rng.normal(size=n_clusters)  # observed team-level covariate
+    u = rng.normal(0.0, 1.5, size=n_clusters)  # team outcome effect
+    v = rng.normal(0.0, 0.8, size=n_clusters)  # team selection into treatment
+    h = rng.normal(0.0, 1.5, size=n_clusters)  # team-specific treatment effect
+    x1 = 0.6 * z[team] + rng.normal(size=n)
+    role = rng.choice(["analyst", "engineer", "sales"], size=n)
+    lin = -0.2 + 0.7 * x1 + 0.3 * (role == "sales") + 0.4 * z[team] + v[team]
+    t = (rng.random(n) < expit(lin)).astype(int)
+    y = (
+        1.0
+        + x1
+        + 0.4 * (role == "engineer")
+        + 0.8 * z[team]
+        + t * (0.5 + h[team])
+        + u[team]
+        + rng.normal(size=n)
+    )
+    return pd.DataFrame(
+        {"y": y, "t": t, "x1": x1, "z": z[team], "role": role, "team": [f"T{k:03d}" for k in team]}
+    )
+
+
+COVS = ["x1", "x2", "role"]
+CLUSTER_COVS = ["x1", "z", "role"]
+
+
+@pytest.fixture(scope="module")
+def data() -> pd.DataFrame:
+    return confounded(np.random.default_rng(20261128), 1000)
+
+
+@pytest.fixture(scope="module")
+def teams() -> pd.DataFrame:
+    return clustered(np.random.default_rng(5))
+
+
+def fit(df: pd.DataFrame, method: str, estimand: str = "ATE", **kw) -> EffectEstimate:
+    kw.setdefault("covariates", COVS)
+    return estimate_effect(df, outcome="y", treatment="t", method=method, estimand=estimand, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Agreement with statsmodels
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sm_effect(data) -> TreatmentEffect:
+    role = data["role"]
+    x = np.column_stack(
+        [
+            np.ones(len(data)),
+            data["x1"],
+            data["x2"],
+            (role == "engineer").astype(float),  # "analyst" (first level) is dropped, as ours
+            (role == "sales").astype(float),
+        ]
+    )
+    y, t = data["y"].to_numpy(), data["t"].to_numpy(dtype=int)
+    select = sm.Logit(t, x).fit(disp=0)
+    # statsmodels clips propensity scores at 0.01/0.99 (0.001/0.999 for AIPW) in its moment
+    # conditions: the comparison is only exact when no score is near those bounds.
+    assert select.predict().min() > 0.05 and select.predict().max() < 0.95
+    return TreatmentEffect(sm.OLS(y, x), t, results_select=select)
+
+
+@pytest.mark.parametrize(
+    ("sm_method", "effect_group", "method", "estimand"),
+    [
+        ("ra", "all", "regression", "ATE"),
+        ("ra", 1, "regression", "ATT"),
+        ("ipw", "all", "ipw", "ATE"),
+        ("ipw", 1, "ipw", "ATT"),
+        ("aipw", "all", "aipw", "ATE"),
+    ],
+)
+def test_agrees_with_statsmodels_treatment_effect(
+    data, sm_effect, sm_method, effect_group, method, estimand
+):
+    kwargs = {} if effect_group == "all" else {"effect_group": effect_group}
+    res = getattr(sm_effect, sm_method)(**kwargs)
+    sm_est = float(res.summary_frame().iloc[0]["coef"])
+    sm_se = math.sqrt(res.results_gmm.cov_params()[0, 0])
+    ours = fit(data, method, estimand)
+    n = len(data)
+    assert ours.estimate == pytest.approx(sm_est, rel=1e-8)
+    assert ours.std_error == pytest.approx(sm_se * math.sqrt(n / (n - 1)), rel=1e-4)
+    # Unclustered intervals are normal-based.
+    z = stats.norm.ppf(0.975)
+    assert ours.ci_low == pytest.approx(ours.estimate - z * ours.std_error, rel=1e-12)
+    assert ours.ci_high == pytest.approx(ours.estimate + z * ours.std_error, rel=1e-12)
+    assert ours.n_treated + ours.n_control == n
+    assert ours.n_treated == int(data["t"].sum())
+
+
+def test_att_differs_from_ate_when_the_effect_varies(data):
+    # The effect grows with x1 and the coached have higher x1: the two estimands must differ,
+    # so the statsmodels agreement above really distinguishes them.
+    for method in ("regression", "ipw", "aipw"):
+        ate, att = fit(data, method, "ATE"), fit(data, method, "ATT")
+        assert att.estimate - ate.estimate > 2 * 0.05
+
+
+def test_difference_matches_ols_hc0(data):
+    n = len(data)
+    ols = sm.OLS(data["y"], sm.add_constant(data["t"].astype(float))).fit(cov_type="HC0")
+    for estimand in ("ATE", "ATT"):
+        est = fit(data, "difference", estimand)
+        assert est.estimate == pytest.approx(ols.params["t"], rel=1e-10)
+        assert est.std_error == pytest.approx(ols.bse["t"] * math.sqrt(n / (n - 1)), rel=1e-10)
+        assert est.covariates == ()  # the difference ignores covariates
+
+
+def test_difference_matches_ols_cluster(teams):
+    groups = pd.factorize(teams["team"])[0]
+    g = len(np.unique(groups))
+    ols = sm.OLS(teams["y"], sm.add_constant(teams["t"].astype(float))).fit(
+        cov_type="cluster", cov_kwds={"groups": groups, "use_correction": False}
+    )
+    est = fit(teams, "difference", covariates=(), cluster="team")
+    assert est.n_clusters == g == 60
+    assert est.estimate == pytest.approx(ols.params["t"], rel=1e-10)
+    assert est.std_error == pytest.approx(ols.bse["t"] * math.sqrt(g / (g - 1)), rel=1e-10)
+    # Clustered intervals and p-values use t with (clusters - 1) degrees of freedom.
+    crit = stats.t.ppf(0.975, g - 1)
+    assert est.ci_high - est.estimate == pytest.approx(crit * est.std_error, rel=1e-10)
+    assert est.p_value == pytest.approx(
+        2 * stats.t.sf(abs(est.estimate / est.std_error), g - 1), rel=1e-10
+    )
+
+
+@pytest.mark.parametrize(("method", "estimand"), ALL_COMBOS)
+def test_singleton_clusters_give_the_unclustered_standard_error(data, method, estimand):
+    # Summing influence values within clusters of one learner is no summing at all, and the
+    # G/(G-1) correction is then n/(n-1): the clustered path must reduce to the unclustered one.
+    ids = data.assign(learner=np.arange(len(data)))
+    plain = fit(ids, method, estimand)
+    single = fit(ids, method, estimand, cluster="learner")
+    assert single.n_clusters == len(data)
+    assert single.estimate == plain.estimate
+    assert single.std_error == pytest.approx(plain.std_error, rel=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Resampling checks of the standard errors
+# --------------------------------------------------------------------------------------------
+
+
+def _members(df: pd.DataFrame, cluster: str) -> list[np.ndarray]:
+    codes = pd.factorize(df[cluster])[0]
+    return [np.flatnonzero(codes == k) for k in range(codes.max() + 1)]
+
+
+@pytest.mark.parametrize(("method", "estimand"), COMBOS)
+def test_clustered_se_matches_cluster_bootstrap(teams, method, estimand):
+    clus = fit(teams, method, estimand, covariates=CLUSTER_COVS, cluster="team")
+    plain = fit(teams, method, estimand, covariates=CLUSTER_COVS)
+    # The data have strong within-team correlation: ignoring it understates the uncertainty.
+    assert clus.std_error > 1.3 * plain.std_error
+    members = _members(teams, "team")
+    g = len(members)
+    boot_rng = np.random.default_rng(7)
+    draws = []
+    for _ in range(200):
+        rows = np.concatenate([members[k] for k in boot_rng.integers(g, size=g)])
+        draws.append(fit(teams.iloc[rows], method, estimand, covariates=CLUSTER_COVS).estimate)
+    ratio = np.std(draws, ddof=1) / clus.std_error
+    assert 0.8 < ratio < 1.2, ratio
+
+
+@pytest.mark.parametrize(("method", "estimand"), ALL_COMBOS)
+def test_clustered_se_matches_cluster_jackknife(teams, method, estimand):
+    # Leave-one-team-out is deterministic and, with 60 teams, within a few percent of the
+    # sandwich (slightly above it): a tighter check than the bootstrap.
+    clus = fit(teams, method, estimand, covariates=CLUSTER_COVS, cluster="team")
+    members = _members(teams, "team")
+    g = len(members)
+    loo = np.array(
+        [
+            fit(
+                teams.iloc[np.concatenate(members[:k] + members[k + 1 :])],
+                method,
+                estimand,
+                covariates=CLUSTER_COVS,
+            ).estimate
+            for k in range(g)
+        ]
+    )
+    jack = math.sqrt((g - 1) / g * np.sum((loo - loo.mean()) ** 2))
+    assert 0.98 < jack / clus.std_error < 1.08, jack / clus.std_error
+
+
+@pytest.mark.parametrize("method", ["aipw", "ipw"])
+def test_att_se_matches_bootstrap(data, method):
+    est = fit(data, method, "ATT")
+    boot_rng = np.random.default_rng(11)
+    n = len(data)
+    draws = [
+        fit(data.iloc[boot_rng.integers(n, size=n)], method, "ATT").estimate for _ in range(300)
+    ]
+    ratio = np.std(draws, ddof=1) / est.std_error
+    assert 0.85 < ratio < 1.15, ratio
+
+
+def test_aipw_att_se_matches_jackknife():
+    df = confounded(np.random.default_rng(3), 300)
+    est = fit(df, "aipw", "ATT")
+    n = len(df)
+    keep = np.ones(n, dtype=bool)
+    loo = []
+    for i in range(n):
+        keep[i] = False
+        loo.append(fit(df[keep], "aipw", "ATT").estimate)
+        keep[i] = True
+    loo = np.array(loo)
+    jack = math.sqrt((n - 1) / n * np.sum((loo - loo.mean()) ** 2))
+    assert 0.97 < jack / est.std_error < 1.06, jack / est.std_error
+
+
+# --------------------------------------------------------------------------------------------
+# Covariates: indicators, invariance
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "estimand"), COMBOS)
+def test_text_covariate_expands_to_indicators(data, method, estimand):
+    dummies = data.assign(
+        is_engineer=(data["role"] == "engineer").astype(int),
+        is_sales=(data["role"] == "sales").astype(int),
+    )
+    text = fit(data, method, estimand)
+    manual = fit(dummies, method, estimand, covariates=["x1", "x2", "is_engineer", "is_sales"])
+    assert text.estimate == pytest.approx(manual.estimate, rel=1e-10)
+    assert text.std_error == pytest.approx(manual.std_error, rel=1e-8)
+    without = fit(data, method, estimand, covariates=["x1", "x2"])
+    assert without.estimate != pytest.approx(text.estimate, rel=1e-6)  # the role really is used
+
+
+@pytest.mark.parametrize(("method", "estimand"), COMBOS)
+def test_invariant_to_row_order_and_category_labels(data, teams, method, estimand):
+    base = fit(teams, method, estimand, covariates=CLUSTER_COVS, cluster="team")
+    shuffled = teams.sample(frac=1.0, random_state=np.random.default_rng(1))  # index shuffled too
+    # Relabelling changes the sort order, hence which level is the reference category.
+    relabel = {"analyst": "zz analyst", "engineer": "b engineer", "sales": "a sales"}
+    shuffled = shuffled.assign(
+        role=shuffled["role"].map(relabel).astype("category"),
+        team=shuffled["team"].str.replace("T", "team-", regex=False),
+    )
+    other = fit(shuffled, method, estimand, covariates=CLUSTER_COVS, cluster="team")
+    assert other.estimate == pytest.approx(base.estimate, rel=1e-9)
+    assert other.std_error == pytest.approx(base.std_error, rel=1e-7)
+    assert (other.n_treated, other.n_control, other.n_clusters) == (
+        base.n_treated,
+        base.n_control,
+        base.n_clusters,
+    )
+
+
+def test_collinear_covariates_are_harmless(data):
+    twice = data.assign(x1_again=2 * data["x1"] + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for method, estimand in COMBOS:
+            a = fit(data, method, estimand)
+            b = fit(twice, method, estimand, covariates=[*COVS, "x1_again"])
+            assert b.estimate == pytest.approx(a.estimate, rel=1e-8)
+            assert b.std_error == pytest.approx(a.std_error, rel=1e-6)
+
+
+@pytest.mark.parametrize(("method", "estimand"), ALL_COMBOS)
+def test_no_warnings_on_ordinary_data(data, method, estimand):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = fit(data, method, estimand)
+    assert est.notes == ()
+
+
+def test_boolean_and_text_treatment_codes(data):
+    base = fit(data, "aipw")
+    assert fit(data.assign(t=data["t"].astype(bool)), "aipw").estimate == base.estimate
+    assert fit(data.assign(t=data["t"].astype(str)), "aipw").estimate == base.estimate
+    assert fit(data.assign(t=data["t"].astype(float)), "aipw").estimate == base.estimate
+
+
+# --------------------------------------------------------------------------------------------
+# Errors and edge cases
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0, 1])
+@pytest.mark.parametrize("method", ["difference", "regression", "ipw", "aipw"])
+def test_no_comparison_group(data, value, method):
+    with pytest.raises(EstimationError, match="comparison"):
+        fit(data.assign(t=value), method)
+
+
+@pytest.mark.parametrize("method", ["difference", "regression", "ipw", "aipw"])
+def test_too_few_learners_in_a_group(data, method):
+    few = data.assign(t=(np.arange(len(data)) < 3).astype(int))
+    with pytest.raises(EstimationError, match="too few learners"):
+        fit(few, method)
+
+
+def test_too_few_learners_for_the_covariates(data):
+    # Six treated learners are enough for the difference in means, not for outcome models with
+    # six parameters (intercept, x1, x2, two role indicators, x3): those need seven.
+    six = data.assign(t=(np.arange(len(data)) < 6).astype(int), x3=np.arange(len(data)) % 5)
+    fit(six, "difference")
+    with pytest.raises(EstimationError, match="fewer covariates"):
+        fit(six, "regression", covariates=[*COVS, "x3"])
+
+
+@pytest.mark.parametrize("method", ["regression", "ipw", "aipw"])
+@pytest.mark.parametrize("kind", ["numeric", "text"])
+def test_constant_covariate(data, method, kind):
+    const = data.assign(c=1.0 if kind == "numeric" else "everyone")
+    with pytest.raises(EstimationError, match="'c'"):
+        fit(const, method, covariates=["x1", "c"])
+
+
+@pytest.mark.parametrize("method", ["regression", "ipw", "aipw"])
+@pytest.mark.parametrize("estimand", ["ATE", "ATT"])
+@pytest.mark.parametrize("kind", ["copy", "threshold", "category"])
+def test_covariate_that_predicts_treatment(data, method, estimand, kind):
+    rng = np.random.default_rng(4)
+    t = data["t"].to_numpy()
+    if kind == "copy":  # a 0/1 flag equal to the treatment
+        bad = data.assign(p=t)
+    elif kind == "threshold":  # continuous, above 0.5 exactly for the treated
+        bad = data.assign(p=np.where(t == 1, 0.5 + rng.random(len(t)), -0.5 - rng.random(len(t))))
+    else:  # a category that only treated learners have
+        bad = data.assign(p=np.where((t == 1) & (rng.random(len(t)) < 0.2), "pilot", "main"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clear error, not a statsmodels warning
+        with pytest.raises(EstimationError, match="coached"):
+            fit(bad, method, estimand, covariates=["x1", "p"])
+
+
+def test_att_tolerates_comparison_learners_unlike_any_coached(data):
+    # Forty comparison learners far outside the coached range (propensity about 1e-7): they
+    # leave the ATE unidentified but get weight ~0 in an ATT (as in Dehejia-Wahba's NSW-CPS).
+    rng = np.random.default_rng(8)
+    x1, x2 = -25.0 + rng.normal(size=40), rng.normal(size=40)
+    far = pd.DataFrame(
+        {"y": 1 + 0.5 * x1 + 0.3 * x2 + rng.normal(size=40), "t": 0, "x1": x1, "x2": x2}
+    ).assign(role="analyst")
+    df = pd.concat([data, far], ignore_index=True)
+    for method in ("regression", "ipw", "aipw"):
+        with pytest.raises(EstimationError, match="propensity scores of 0 or 1"):
+            fit(df, method, "ATE")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            est = fit(df, method, "ATT")
+        assert est.n_control == int((data["t"] == 0).sum()) + 40
+        assert est.notes == ()  # low scores are not an overlap problem for the ATT
+        # IPW gives them weight ~0; the outcome models do use them (high leverage), a little.
+        base = fit(data, method, "ATT")
+        tolerance = 0.01 if method == "ipw" else 0.5
+        assert abs(est.estimate - base.estimate) < tolerance * base.std_error
+
+
+def test_outcome_model_refuses_a_covariate_constant_within_a_group(data):
+    # A backstop behind the propensity check: a column constant among the comparison learners
+    # leaves their model's predictions for the coached arbitrary.
+    x = np.column_stack([np.ones(len(data)), data["x1"], data["t"]])
+    y = data["y"].to_numpy()
+    with pytest.raises(EstimationError, match=r"comparison learners.*\(flag is the same"):
+        fit_outcome(y, x, data["t"].to_numpy() == 0, ["const", "x1", "flag"], 3, "comparison")
+
+
+@pytest.mark.parametrize("bad", [2, -1, 0.5, "yes"])
+def test_treatment_not_zero_one(data, bad):
+    t = data["t"].astype(object)
+    t.iloc[5] = bad
+    with pytest.raises(ValueError, match="0/1"):
+        fit(data.assign(t=t), "aipw")
+
+
+@pytest.mark.parametrize("column", ["y", "t", "x1", "role", "team"])
+def test_missing_values_name_the_column(teams, column):
+    df = teams.copy()
+    df[column] = df[column].astype(object)
+    df.loc[7, column] = None
+    with pytest.raises(ValueError, match=f"missing values in {column}"):
+        fit(df, "aipw", covariates=CLUSTER_COVS, cluster="team")
+
+
+def test_infinite_covariate_names_the_column(data):
+    with pytest.raises(ValueError, match="'x2'"):
+        fit(data.assign(x2=data["x2"].where(data.index != 3, np.inf)), "regression")
+
+
+def test_unknown_column(data):
+    with pytest.raises(ValueError, match="nope"):
+        fit(data, "aipw", covariates=["x1", "nope"])
+    with pytest.raises(ValueError, match="cannot also be covariates"):
+        fit(data, "aipw", covariates=["x1", "t"])
+
+
+def test_unknown_method_and_estimand(data):
+    with pytest.raises(ValueError, match="difference, regression, ipw, aipw"):
+        fit(data, "matching")
+    with pytest.raises(ValueError, match="ATE, ATT"):
+        fit(data, "aipw", "ATC")
+    with pytest.raises(ValueError, match="alpha"):
+        fit(data, "aipw", alpha=1.5)
+
+
+@pytest.mark.parametrize("method", ["difference", "regression", "ipw", "aipw"])
+def test_single_cluster(data, method):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division-by-zero warning on the way
+        with pytest.raises(EstimationError, match="single value"):
+            fit(data.assign(team="T1"), method, cluster="team")
+
+
+def test_few_clusters_are_flagged(teams):
+    few = teams.assign(team=teams["team"].str[-1])  # 10 clusters
+    est = fit(few, "aipw", covariates=CLUSTER_COVS, cluster="team")
+    assert est.n_clusters == 10
+    assert any("only 10 clusters" in note for note in est.notes)
+
+
+# --------------------------------------------------------------------------------------------
+# The result object
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def estimate(teams) -> EffectEstimate:
+    return fit(teams, "aipw", covariates=CLUSTER_COVS, cluster="team")
+
+
+def test_result_is_frozen(estimate):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        estimate.estimate = 0.0  # type: ignore[misc]
+
+
+def test_to_frame_columns(estimate):
+    frame = estimate.to_frame()
+    assert len(frame) == 1
+    extras = [c for c in estimate.as_dict() if c not in DESIGN_COLUMNS]
+    assert list(frame.columns) == DESIGN_COLUMNS + extras
+    assert extras == ["alpha", "cluster", "n_clusters", "covariates"]
+    row = frame.iloc[0]
+    assert row["estimate"] == estimate.estimate
+    assert (row["outcome"], row["treatment"], row["method"], row["estimand"]) == (
+        "y",
+        "t",
+        "aipw",
+        "ATE",
+    )
+    assert row["cluster"] == "team" and row["n_clusters"] == 60
+    assert row["covariates"] == CLUSTER_COVS
+
+
+@pytest.mark.parametrize("cluster", [None, "team"])
+@pytest.mark.parametrize(("method", "estimand"), ALL_COMBOS)
+def test_interval_and_p_value_are_consistent(teams, method, estimand, cluster):
+    # Adding k * t to the outcome moves every estimator by exactly k and leaves its influence
+    # values unchanged: place the estimate at chosen multiples of its standard error, on both
+    # sides of the critical values (1.96 / t(59) 2.00 at alpha 0.05; 1.28 / 1.30 at alpha 0.2).
+    base = fit(teams, method, estimand, covariates=CLUSTER_COVS, cluster=cluster)
+    for alpha in (0.05, 0.2):
+        significant = []
+        for z in (0.0, 1.2, 1.35, 1.95, 2.05, 4.0):
+            shift = z * base.std_error - base.estimate
+            df = teams.assign(y=teams["y"] + shift * teams["t"])
+            est = fit(df, method, estimand, covariates=CLUSTER_COVS, cluster=cluster, alpha=alpha)
+            assert est.estimate == pytest.approx(z * base.std_error, abs=1e-9)
+            assert est.std_error == pytest.approx(base.std_error, rel=1e-9)
+            assert est.ci_low < est.estimate < est.ci_high
+            outside = est.ci_low > 0 or est.ci_high < 0
+            assert (est.p_value < alpha) == outside
+            significant.append(outside)
+            assert est.confidence == round(100 * (1 - alpha))
+        if alpha == 0.05:
+            assert significant == [False, False, False, False, True, True]
+        else:
+            assert significant == [False, False, True, True, True, True]
+
+
+def test_summary_returns_text_and_prints_nothing(estimate, capsys):
+    text = estimate.summary()
+    assert isinstance(text, str)
+    assert capsys.readouterr().out == ""
+    assert "aipw" in text and "60 clusters" in text and f"{estimate.std_error:.3g}" in text
+    assert repr(estimate) == text
+
+
+def made(outcome: str, estimate: float, low: float, high: float, **kw) -> EffectEstimate:
+    se = (high - low) / (2 * 1.96)
+    return EffectEstimate(
+        outcome=outcome,
+        treatment=kw.pop("treatment", "coached"),
+        estimand=kw.pop("estimand", "ATE"),
+        method="aipw",
+        estimate=estimate,
+        std_error=se,
+        ci_low=low,
+        ci_high=high,
+        p_value=float(2 * stats.norm.sf(abs(estimate / se))),
+        n_treated=100,
+        n_control=120,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    ("outcome", "estimate", "low", "high", "expected", "absent"),
+    [
+        (
+            "follow_through",
+            0.082,
+            0.03,
+            0.134,
+            ["Coaching raised follow-through by about 8.2 percentage points"],
+            ["lowered", "cannot tell"],
+        ),
+        (
+            "follow_through",
+            -0.05,
+            -0.09,
+            -0.01,
+            ["Coaching lowered follow-through by about 5.0 percentage points"],
+            ["raised", "cannot tell", "about -"],
+        ),
+        (
+            "follow_through",
+            0.012,
+            -0.02,
+            0.044,
+            ["cannot tell whether coaching changed follow through", "+1.2 percentage points"],
+            ["raised", "lowered"],
+        ),
+        (
+            "skills_gap",
+            -0.25,
+            -0.35,
+            -0.15,
+            ["Coaching narrowed the skills gap by about 0.25 points"],
+            ["widened", "cannot tell", "about -"],
+        ),
+        (
+            "skills_gap",
+            0.2,
+            0.05,
+            0.35,
+            ["Coaching widened the skills gap by about 0.20 points"],
+            ["narrowed", "cannot tell"],
+        ),
+        (
+            "skills_gap",
+            -0.03,
+            -0.12,
+            0.06,
+            ["cannot tell whether coaching changed skills gap", "-0.03 points", "no effect"],
+            ["narrowed", "widened"],
+        ),
+    ],
+)
+def test_reading(outcome, estimate, low, high, expected, absent):
+    text = made(outcome, estimate, low, high).reading()
+    for part in expected:
+        assert part in text
+    for part in absent:
+        assert part not in text
+    if outcome == "follow_through":
+        assert f"{100 * low:.1f} percentage points to {100 * high:.1f} percentage points" in text
+
+
+def test_reading_for_the_treated():
+    text = made("follow_through", 0.08, 0.03, 0.13, estimand="ATT").reading()
+    assert "for the learners who were coached" in text
+
+
+def test_repr_html_escapes_text():
+    est = made("a<b>&c", 1.0, 0.5, 1.5, treatment="<script>alert(1)</script>", units="<i>u</i>")
+    html = est._repr_html_()
+    assert "<script>" not in html and "<i>" not in html and "<b>" not in html
+    assert "&lt;script&gt;" in html
+    assert "<table" in html

@@ -1,0 +1,189 @@
+"""Published benchmark: the NSW job-training data (LaLonde 1986; Dehejia & Wahba 1999).
+
+The National Supported Work demonstration randomised its participants, so the experimental
+difference in 1978 earnings is a known answer. Replacing the experimental controls with the CPS
+sample (a survey of the whole population) makes the comparison badly confounded: the naive
+difference has the wrong sign, and adjustment for the Dehejia-Wahba covariates should bring the
+effect on the treated back near the experimental benchmark.
+
+Data: ``causaldata``'s ``nsw_mixtape`` (the Dehejia-Wahba subsample: 185 treated, 260 controls)
+and ``cps_mixtape`` (CPS-1: 15,992 controls), as used in Cunningham, *Causal Inference: The
+Mixtape* (2021), ch. 5. Figures checked by hand (statsmodels Logit/OLS, 300-draw bootstrap):
+
+=========================  =========  =========  ==================  ============================
+sample, ATT                estimate   std error  95% CI              note
+=========================  =========  =========  ==================  ============================
+experiment, difference     1,794.34   670        481 to 3,108        the benchmark
+NSW + CPS, difference      -8,497.52  582        -9,638 to -7,357    naive, wrong sign
+NSW + CPS, regression      1,668.75   640        414 to 2,923        full sample (see xfail below)
+NSW + CPS, IPW             1,782.21   779        254 to 3,310        bootstrap SD 801
+NSW + CPS, AIPW            1,576.69   817        -25 to 3,178        bootstrap SD 852
+common support, regr.      1,899.70   673        580 to 3,219        4,041 rows
+common support, IPW        1,730.91   769        223 to 3,239
+common support, AIPW       1,554.26   781        25 to 3,084
+=========================  =========  =========  ==================  ============================
+
+The full-sample adjusted figures were obtained with lcstats' estimators and the propensity-score
+guard of ``fit_propensity`` switched off; with the guard on they raise ``EstimationError``
+(see ``test_dw_cps_full_sample_att_near_benchmark``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+
+from lcstats import EstimationError, estimate_effect
+
+causaldata = pytest.importorskip("causaldata")
+
+# Dehejia & Wahba (1999, JASA 94:1053-1062), Table 1/3: experimental estimate $1,794 (treated
+# minus control mean of 1978 earnings in their NSW subsample); Cunningham, The Mixtape, sec. 5.3.
+EXPERIMENTAL_BENCHMARK = 1794.34
+# Naive NSW-treated minus CPS-1 difference (Dehejia & Wahba 1999, Table 3: -$8,498).
+NAIVE_CPS = -8497.52
+# Adjusted ATT estimates must land within this many dollars of the benchmark. All three methods
+# are within $250 of it with this specification (see the module docstring); a $500 band leaves
+# room for numerical differences between library versions while still catching a real bias.
+ATT_TOLERANCE = 500.0
+
+# Dehejia & Wahba's CPS propensity specification (DW 1999 Table 2 note; the Mixtape's R and Stata
+# code): age, age^2, age^3, educ, educ^2, married, no degree, black, hispanic, re74, re75, u74,
+# u75, educ * re74.
+DW_CPS_COVARIATES = (
+    "age",
+    "age_sq",
+    "age_cu",
+    "educ",
+    "educ_sq",
+    "marr",
+    "nodegree",
+    "black",
+    "hisp",
+    "re74",
+    "re75",
+    "u74",
+    "u75",
+    "educ_re74",
+)
+ADJUSTED = ("regression", "ipw", "aipw")
+
+
+def _prepare(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cast earnings to float64 and add the Dehejia-Wahba polynomial and indicator columns."""
+    df = frame.reset_index(drop=True).copy()
+    for col in ("re74", "re75", "re78"):
+        df[col] = df[col].astype("float64")  # stored as float32
+    df["treat"] = df["treat"].astype(int)
+    age = df["age"].astype("float64")
+    educ = df["educ"].astype("float64")
+    df["age_sq"] = age**2
+    df["age_cu"] = age**3
+    df["educ_sq"] = educ**2
+    df["u74"] = (df["re74"] == 0).astype("float64")
+    df["u75"] = (df["re75"] == 0).astype("float64")
+    df["educ_re74"] = educ * df["re74"]
+    return df
+
+
+@pytest.fixture(scope="module")
+def nsw() -> pd.DataFrame:
+    return _prepare(causaldata.nsw_mixtape.load_pandas().data)
+
+
+@pytest.fixture(scope="module")
+def dw_cps(nsw) -> pd.DataFrame:
+    """NSW treated + CPS-1 controls (16,177 rows)."""
+    cps = causaldata.cps_mixtape.load_pandas().data
+    raw = causaldata.nsw_mixtape.load_pandas().data
+    return _prepare(pd.concat([raw[raw["treat"] == 1], cps], ignore_index=True))
+
+
+@pytest.fixture(scope="module")
+def dw_cps_common_support(dw_cps) -> pd.DataFrame:
+    """Dehejia & Wahba's common-support rule: drop comparison units whose estimated propensity
+    score lies outside the range of the treated units' scores (DW 1999, sec. 4; 4,041 rows)."""
+    x = sm.add_constant(dw_cps[list(DW_CPS_COVARIATES)].astype("float64"))
+    fit = sm.Logit(dw_cps["treat"], x).fit(disp=0, method="newton")
+    score = pd.Series(np.asarray(fit.predict()), index=dw_cps.index)
+    treated = dw_cps["treat"] == 1
+    lo, hi = score[treated].min(), score[treated].max()
+    keep = treated | score.between(lo, hi)
+    return dw_cps[keep].reset_index(drop=True)
+
+
+def _covers(est, value: float) -> bool:
+    return est.ci_low <= value <= est.ci_high
+
+
+def test_data_shape(nsw, dw_cps):
+    assert nsw.shape[0] == 445 and int(nsw["treat"].sum()) == 185
+    assert dw_cps.shape[0] == 16_177 and int(dw_cps["treat"].sum()) == 185
+
+
+def test_experimental_difference_matches_published_value(nsw):
+    est = estimate_effect(nsw, outcome="re78", treatment="treat", method="difference")
+    assert round(est.estimate, 2) == EXPERIMENTAL_BENCHMARK  # DW 1999 / the Mixtape: $1,794
+    assert (est.n_treated, est.n_control) == (185, 260)
+    # Unequal-variance (Welch) standard error of a difference in means, up to n / (n - 1).
+    treated, control = nsw.loc[nsw.treat == 1, "re78"], nsw.loc[nsw.treat == 0, "re78"]
+    welch = np.sqrt(treated.var(ddof=0) / len(treated) + control.var(ddof=0) / len(control))
+    assert est.std_error == pytest.approx(welch * np.sqrt(445 / 444), rel=1e-9)
+    assert est.ci_low > 0  # the experiment finds a positive effect
+
+
+def test_naive_cps_difference_is_badly_biased(dw_cps):
+    est = estimate_effect(dw_cps, outcome="re78", treatment="treat", method="difference")
+    assert abs(est.estimate - NAIVE_CPS) < 1.0
+    assert not _covers(est, EXPERIMENTAL_BENCHMARK)
+    assert est.ci_high < 0  # wrong sign, decisively
+
+
+# Known estimator problem (reported): fit_propensity refuses any propensity score below 1e-6
+# whatever the estimand and method. Here 185 treated and 15,992 CPS controls give control scores
+# down to 1.2e-9 (treated scores 0.001-0.94; the logit converges in 12 Newton steps with no
+# separation warning). Scores near 0 get weight ~0 in an ATT and do not threaten it, and
+# regression uses the propensity model only as an overlap check. With the guard off, regression
+# 1668.75 [414, 2923], IPW 1782.21 [254, 3310] and AIPW 1576.69 [-25, 3178] all cover $1,794.
+# Remove the marker once the guard looks only at the tail that matters for the estimand.
+@pytest.mark.xfail(
+    strict=True,
+    raises=EstimationError,
+    reason="fit_propensity rejects control scores near 0 that are harmless for an ATT",
+)
+@pytest.mark.parametrize("method", ADJUSTED)
+def test_dw_cps_full_sample_att_near_benchmark(dw_cps, method):
+    est = estimate_effect(
+        dw_cps,
+        outcome="re78",
+        treatment="treat",
+        covariates=DW_CPS_COVARIATES,
+        method=method,
+        estimand="ATT",
+    )
+    assert abs(est.estimate - EXPERIMENTAL_BENCHMARK) < ATT_TOLERANCE
+    assert _covers(est, EXPERIMENTAL_BENCHMARK)
+
+
+@pytest.mark.parametrize("method", ADJUSTED)
+def test_dw_cps_common_support_att_near_benchmark(dw_cps_common_support, method):
+    """On DW's common support (185 treated, 3,856 controls) every adjusted method recovers the
+    experimental benchmark: regression 1,899.70 [580, 3,219], IPW 1,730.91 [223, 3,239], AIPW
+    1,554.26 [25, 3,084] (ATT, 95% CI)."""
+    data = dw_cps_common_support
+    assert len(data) == 4_041
+    naive = estimate_effect(data, outcome="re78", treatment="treat", method="difference")
+    assert naive.ci_high < 0  # still confounded before adjustment
+    est = estimate_effect(
+        data,
+        outcome="re78",
+        treatment="treat",
+        covariates=DW_CPS_COVARIATES,
+        method=method,
+        estimand="ATT",
+    )
+    assert abs(est.estimate - EXPERIMENTAL_BENCHMARK) < ATT_TOLERANCE
+    assert _covers(est, EXPERIMENTAL_BENCHMARK)
+    assert est.std_error > naive.std_error  # adjustment costs precision, it is not free

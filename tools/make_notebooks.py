@@ -1,0 +1,194 @@
+"""Writes the notebooks in notebooks/ (stored without outputs). Edit here, then run:
+
+    .venv/bin/python tools/make_notebooks.py
+
+The three notebooks share one parameters cell, so a params file works with any of them.
+"""
+
+from pathlib import Path
+
+import nbformat as nbf
+
+md = nbf.v4.new_markdown_cell
+ROOT = Path(__file__).resolve().parent.parent
+
+PARAMETERS = '''# Parameters: papermill injects the values of params/<evaluation>.yaml after this cell.
+evaluation: str = "example"  # short name of the evaluation; names the report folder
+title: str = "Coaching evaluation: example programme"  # title of the report
+learners: str = "../data/example/learners.csv"  # learners table (CSV or Parquet)
+action_items: str = "../data/example/action_items.csv"  # action-plan items table
+skill_assessments: str = "../data/example/skill_assessments.csv"  # skill assessments table
+columns: dict = {}  # per table, canonical column name -> the column's name in your export
+treatment: str = "coached"  # 0/1 column of the learners table: who was coached
+covariates: list = ["tenure_months", "engagement", "role", "cohort", "manager_coached"]  # confounders to adjust for
+cluster = "team_id"  # str or None: learners in the same team share influences, so cluster the standard errors
+methods: list = ["difference", "regression", "ipw", "aipw"]  # estimators to run
+headline_method: str = "aipw"  # the estimator quoted in the executive summary
+estimand: str = "ATE"  # ATE: effect over all learners; ATT: over the coached learners
+alpha: float = 0.05  # 1 - confidence level of the intervals
+scale_min: int = 1  # lowest level of the skill scale
+scale_max: int = 5  # highest level of the skill scale
+as_of: str = "2026-06-30"  # the evaluation's "as of" date (YYYY-MM-DD); never the clock
+min_group_size: int = 5  # smallest group the report may show
+followed_through_share: float = 0.8  # a learner "followed through" when at least this share of items was on time
+output_dir: str = "../reports/interactive"  # where results.json and report.html are written (set by lcstats run)
+run_id: str = "interactive"  # identifier of this run (set by lcstats run)'''
+
+SETUP = '''from pathlib import Path
+
+import lcstats as lc
+
+params = lc.params.parse_params(
+    {name: globals()[name] for name in lc.Params.model_fields},
+    source="notebook parameters",
+    base_dir=Path.cwd(),
+)
+programme = lc.load_programme(
+    params.learners, params.action_items, params.skill_assessments,
+    columns=params.columns,
+    scale=(params.scale_min, params.scale_max),
+    required_learner_columns=(params.treatment, *params.covariates, *([params.cluster] if params.cluster else [])),
+)
+outcomes = lc.learner_outcomes(programme, as_of=params.as_of)'''
+
+
+def code(source: str, **kw) -> nbf.NotebookNode:
+    return nbf.v4.new_code_cell(source, **kw)
+
+
+def notebook(cells: list) -> nbf.NotebookNode:
+    nb = nbf.v4.new_notebook(cells=cells)
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python (lcstats)", "language": "python", "name": "lcstats"},
+        "language_info": {"name": "python"},
+    }
+    for cell in nb.cells:
+        cell.pop("id", None)
+    nb.nbformat_minor = 4
+    return nb
+
+
+EVALUATION = [
+    md("""# Coaching evaluation
+
+Did coaching raise learners' **follow-through** on their action plans (share of items done on time), and did it
+**close skills gaps** (target minus assessed level after the programme)? This notebook runs one evaluation: it loads
+and validates the three input tables, computes learner-level outcomes, estimates the effect of coaching with several
+methods, checks how far to trust the estimates, and writes `results.json` and the leadership `report.html`.
+
+Run it as it is against the example programme in `data/example`, or through `lcstats run params/<evaluation>.yaml`,
+which injects the values of the params file below the next cell."""),
+    code(PARAMETERS, metadata={"tags": ["parameters"]}),
+    md("""## 1. Load and validate the inputs
+
+Every problem in every table is reported at once; nothing is dropped silently. Learner-level outcomes follow:
+follow-through counts the items due by the as-of date; the skills gap is measured before and after the programme."""),
+    code(SETUP + "\nprogramme"),
+    code("{table: q.as_dict() for table, q in outcomes.quality.items()}"),
+    md("""## 2. Effects of coaching
+
+The raw difference is shown for comparison only: coaching was not assigned at random, so the adjusted estimates
+(regression adjustment, inverse probability weighting, doubly robust AIPW) are the ones to read."""),
+    code('''effects = lc.estimate_effects(
+    outcomes,
+    treatment=params.treatment,
+    covariates=params.covariates,
+    methods=params.methods,
+    estimand=params.estimand,
+    cluster=params.cluster,
+    alpha=params.alpha,
+)
+effects'''),
+    md("""## 3. How far to trust them
+
+Balance and overlap of the propensity model, E-values, dose-response, subgroups and manager coaching."""),
+    code('''diagnostics = lc.diagnose(
+    outcomes, effects,
+    treatment=params.treatment, covariates=params.covariates, cluster=params.cluster,
+    headline_method=params.headline_method, estimand=params.estimand, alpha=params.alpha,
+    min_group_size=params.min_group_size,
+)
+diagnostics.balance'''),
+    code('''for result in [*diagnostics.evalues.values(), *diagnostics.dose.values(), *diagnostics.manager.values()]:
+    print(result.reading(), end="\\n\\n")'''),
+    md("## 4. Results and report"),
+    code('''from lcstats.report import build_report
+from lcstats.results import results_document, write_results
+
+out = Path(output_dir)
+write_results(results_document(params=params, programme=programme, outcomes=outcomes, effects=effects,
+                               diagnostics=diagnostics), out)
+build_report(params=params, programme=programme, outcomes=outcomes, effects=effects, diagnostics=diagnostics,
+             run_id=run_id).write(out / "report.html")
+print(f"wrote {out / 'results.json'} and {out / 'report.html'}")'''),
+]
+
+DATA_QUALITY = [
+    md("""# Data quality
+
+What arrived, what was used, and what was excluded and why, for one evaluation's input tables. Analyst material:
+it shows learner-level rows, so it never goes to leadership."""),
+    code(PARAMETERS, metadata={"tags": ["parameters"]}),
+    md("## Inputs and validation\n\n`load_programme` raises one error listing every problem; when it passes, the tables meet the contract."),
+    code(SETUP + "\nprogramme"),
+    md("## Rows used and excluded"),
+    code('''import pandas as pd
+
+pd.DataFrame({table: q.as_dict() for table, q in outcomes.quality.items()}).T'''),
+    code('''samples = {
+    outcome: lc.analysis_sample(
+        outcomes, outcome=outcome, treatment=params.treatment,
+        covariates=lc.analysis.outcome_covariates(outcome, params.covariates), cluster=params.cluster,
+    )
+    for outcome in ("follow_through", "skills_gap")
+}
+pd.DataFrame({o: s.as_dict() for o, s in samples.items()}).T'''),
+    md("## Completeness of every learner column"),
+    code('''programme.learners.isna().mean().rename("share missing").to_frame().style.format("{:.1%}")'''),
+    md("## Distributions of the outcomes"),
+    code('''outcomes.data[["n_items", "follow_through", "skills_gap_pre", "skills_gap", "median_days_to_complete"]].describe().T'''),
+    code('''import seaborn as sns
+
+sns.histplot(outcomes.data, x="follow_through", hue=params.treatment, bins=20, stat="percent", common_norm=False)'''),
+]
+
+DIAGNOSTICS = [
+    md("""# Diagnostics: balance, overlap and outcome-model residuals
+
+Checks behind the adjusted estimates, for analysts. The leadership report shows a summary of the first two."""),
+    code(PARAMETERS, metadata={"tags": ["parameters"]}),
+    code(SETUP + '''
+effects = lc.estimate_effects(outcomes, treatment=params.treatment, covariates=params.covariates,
+                              methods=params.methods, estimand=params.estimand, cluster=params.cluster,
+                              alpha=params.alpha)
+sample = effects.samples["follow_through"].data'''),
+    md("## Balance before and after weighting"),
+    code('''from lcstats import plots
+from lcstats.balance import balance_table, overlap_summary, propensity_scores
+
+for method in ("ipw", "overlap"):
+    balance = balance_table(sample, treatment=params.treatment, covariates=params.covariates, method=method,
+                            estimand="ATO" if method == "overlap" else params.estimand)
+    print(method, ":", balance.reading())
+balance = balance_table(sample, treatment=params.treatment, covariates=params.covariates, method="ipw",
+                        estimand=params.estimand)
+plots.love_plot(balance);'''),
+    md("## Overlap of the propensity score"),
+    code('''propensity = propensity_scores(sample, treatment=params.treatment, covariates=params.covariates)
+overlap = overlap_summary(propensity, sample[params.treatment].to_numpy())
+print(overlap.reading())
+plots.propensity_plot(propensity, sample[params.treatment].to_numpy());'''),
+    md("## Outcome-model residuals\n\nResiduals against fitted values of the linear outcome model in each group: look for curvature or fans."),
+    code('''import seaborn as sns
+from lcstats.diagnostics import outcome_residuals
+
+for outcome in ("follow_through", "skills_gap"):
+    data = effects.samples[outcome].data
+    resid = outcome_residuals(data, outcome=outcome, treatment=params.treatment,
+                              covariates=lc.analysis.outcome_covariates(outcome, params.covariates))
+    grid = sns.relplot(resid, x="fitted", y="residual", col="group", s=8, alpha=0.4, height=3)
+    grid.figure.suptitle(outcome, y=1.05)'''),
+]
+
+for name, cells in (("evaluation", EVALUATION), ("data_quality", DATA_QUALITY), ("diagnostics", DIAGNOSTICS)):
+    nbf.write(notebook(cells), ROOT / "notebooks" / f"{name}.ipynb")
