@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name lcstats --display-name "Python (lcstats)" > /dev/null
+	if [ -d .git ]; then $(BIN)/nbstripout --install --extra-keys "metadata.papermill cell.metadata.papermill"; fi
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -21,6 +22,7 @@ report: setup
 	$(BIN)/lcstats run params/example.yaml
 
 test: setup
+	tools/ensure-chromium
 	$(BIN)/python -m pytest
 
 lint: setup

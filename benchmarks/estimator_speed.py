@@ -36,6 +36,7 @@ from pathlib import Path
 N_NUMERIC = 16
 CATEGORIES = {"region": 5, "cohort": 4, "grade": 8, "function": 6}
 TEAM_SIZE = 10
+BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def make_data(n: int, seed: int):
@@ -154,7 +155,11 @@ def run_worker(task: str, args: argparse.Namespace, profile: bool = False) -> di
     ]
     if profile:
         cmd.append("--profile")
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = dict(os.environ)
+    if args.blas_threads:
+        for var in BLAS_VARS:
+            env[var] = str(args.blas_threads)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
         raise SystemExit(f"worker {task} failed with exit code {proc.returncode}")
@@ -169,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="fresh processes per task (default 3)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--profile", action="store_true", help="print a cProfile of one AIPW call")
+    p.add_argument(
+        "--blas-threads",
+        type=int,
+        default=0,
+        help="set OPENBLAS/OMP/MKL_NUM_THREADS in the workers (default 0: library default)",
+    )
     p.add_argument("--worker", choices=("aipw", "logit"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -190,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"n = {args.n:,} learners, 20 covariates (36 design columns), {args.n // TEAM_SIZE:,} "
         f"clusters; {args.repeats} repeats, each in a fresh process; {os.cpu_count()} CPUs, "
-        f"load average {load_start[0]:.1f} at start, {load_end[0]:.1f} at end"
+        f"load average {load_start[0]:.1f} at start, {load_end[0]:.1f} at end; BLAS threads: "
+        + (str(args.blas_threads) if args.blas_threads else "library default")
     )
     print(f"{'task':<42} {'median s':>9} {'min s':>7} {'max s':>7} {'peak MiB':>9} {'RSS MiB':>8}")
     labels = {
@@ -208,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{peak:>9.0f} {rss:>8.0f}"
         )
     print(f"ratio AIPW / Logit (median times): {medians['aipw'] / medians['logit']:.2f}")
+    for task, rows in runs.items():
+        print(f"  {task} runs (s): " + ", ".join(f"{r['seconds']:.2f}" for r in rows))
     print(
         "peak MiB: resident high-water mark during the call alone (data already in memory, "
         f"~{runs['aipw'][0]['rss_before_mib']:.0f} MiB); RSS MiB: ru_maxrss of the whole process"

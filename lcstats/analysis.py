@@ -61,12 +61,15 @@ def estimate_effects(
     estimand: str = "ATE",
     cluster: str | None = None,
     alpha: float = 0.05,
+    trim: Sequence[float] | None = None,
     outcome_ids: Sequence[str] = OUTCOMES,
 ) -> EffectSet:
     """Estimate the effect of `treatment` on every outcome with every method.
 
     Each outcome uses the learners that have it and every covariate (exclusions are counted in
     the returned samples); the skills gap also adjusts for the learner's pre-programme gap.
+    `trim` (low, high) leaves out learners with extreme estimated chances of treatment in the
+    adjusted methods (see `estimate_effect`).
     """
     estimates = []
     samples = {}
@@ -87,6 +90,7 @@ def estimate_effects(
                     estimand=estimand,
                     cluster=cluster,
                     alpha=alpha,
+                    trim=tuple(trim) if trim is not None else None,
                 )
             )
     return EffectSet(tuple(estimates), samples)

@@ -53,6 +53,7 @@ def validate_evaluation(params_path: str | Path) -> str:
         estimand=params.estimand,
         cluster=params.cluster,
         alpha=params.alpha,
+        trim=params.trim,
     )
     rows = ", ".join(f"{t} {s.rows_read:,} rows" for t, s in programme.sources.items())
     samples = ", ".join(f"{o}: {len(s.data):,} learners" for o, s in effects.samples.items())
@@ -119,6 +120,30 @@ def _cmd_run_all(args: argparse.Namespace) -> int:
     return EXIT_INVALID if EXIT_INVALID in codes else EXIT_OK
 
 
+def _cmd_power(args: argparse.Namespace) -> int:
+    from lcstats.power import plan_pilot
+
+    try:
+        plan = plan_pilot(
+            n_treated=args.n_treated,
+            n_control=args.n_control,
+            effect=args.effect,
+            outcome_sd=args.outcome_sd,
+            baseline=args.baseline,
+            target=args.target,
+            alpha=args.alpha,
+            power=args.power,
+            ratio=args.ratio,
+            cluster_size=args.cluster_size,
+            icc=args.icc,
+            direction=args.direction,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc), source="lcstats power") from None
+    print(plan.summary())
+    return EXIT_OK
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     from lcstats.ledger import list_runs
 
@@ -175,6 +200,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip evaluations whose inputs, parameters and code are unchanged",
     )
     p.set_defaults(func=_cmd_run_all)
+
+    p = sub.add_parser(
+        "power",
+        help="plan a pilot: learners needed for an effect, or the effect a pilot can detect",
+        description="Give --baseline and --target (a proportion such as follow-through), or "
+        "--effect and --outcome-sd, for the learners needed; or --n-treated [--n-control] for the "
+        "minimum detectable effect. --cluster-size and --icc add the design effect of teams.",
+    )
+    p.add_argument("--n-treated", type=int, help="coached learners in the pilot")
+    p.add_argument("--n-control", type=int, help="comparison learners (default: n-treated x ratio)")
+    p.add_argument("--effect", type=float, help="effect to detect, in the outcome's units")
+    p.add_argument("--outcome-sd", type=float, help="standard deviation of the outcome")
+    p.add_argument("--baseline", type=float, help="baseline proportion, e.g. 0.45 follow-through")
+    p.add_argument("--target", type=float, help="proportion hoped for with coaching, e.g. 0.55")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--power", type=float, default=0.8)
+    p.add_argument(
+        "--ratio", type=float, default=1.0, help="comparison learners per coached learner"
+    )
+    p.add_argument("--cluster-size", type=float, default=1.0, help="learners per team (cluster)")
+    p.add_argument(
+        "--icc", type=float, default=0.0, help="intra-cluster correlation (0.05-0.15 typical)"
+    )
+    p.add_argument("--direction", choices=("increase", "decrease"), default="increase")
+    p.set_defaults(func=_cmd_power)
 
     p = sub.add_parser("runs", help="list recorded runs (the run ledger)")
     p.add_argument("--output-dir", type=Path, default=Path("reports"))

@@ -74,7 +74,11 @@ def diagnose(
     propensity = propensity_scores(sample, treatment=treatment, covariates=covs)
     treated = sample[treatment].to_numpy(dtype=int)
     balance = balance_table(
-        sample, treatment=treatment, covariates=covs, method="ipw", estimand=estimand
+        sample,
+        treatment=treatment,
+        covariates=covs,
+        method="overlap" if estimand == "ATO" else "ipw",
+        estimand=estimand,
     )
     overlap = overlap_summary(propensity, treated)
     evalues, dose, subgroups, manager = {}, {}, {}, {}

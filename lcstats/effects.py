@@ -61,6 +61,7 @@ class EffectEstimate:
     covariates: tuple[str, ...] = ()
     cluster: str | None = None
     n_clusters: int | None = None
+    n_trimmed: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     COLUMNS = (
@@ -86,6 +87,7 @@ class EffectEstimate:
             "cluster": self.cluster,
             "n_clusters": self.n_clusters,
             "covariates": list(self.covariates),
+            "n_trimmed": self.n_trimmed,
         }
 
     def to_frame(self) -> pd.DataFrame:
@@ -305,7 +307,10 @@ def _influence(
     prop = fit_propensity(t, x, names, estimand)
     e = prop.score
     high = e > 1 - OVERLAP_WARN
-    if estimand == "ATE":
+    if estimand == "ATO":  # overlap weights are bounded: extreme scores get little weight
+        share = 0.0
+        where = ""
+    elif estimand == "ATE":
         share = float(np.mean((e < OVERLAP_WARN) | high))
         where = f"below {OVERLAP_WARN} or above {1 - OVERLAP_WARN:.2f}"
     else:  # low scores get weight ~0 in an ATT
@@ -352,6 +357,16 @@ def _influence(
             grad = (
                 -(x * (t * (y - mu1) * (1 - e) / e)[:, None]).mean(axis=0) / w1.mean()
                 - (x * (c * (y - mu0) * odds)[:, None]).mean(axis=0) / w0.mean()
+            )
+        elif estimand == "ATO":  # overlap weights (Li, Morgan & Zaslavsky 2018)
+            w1, w0 = t * (1 - e), c * e
+            mu1 = np.sum(w1 * y) / w1.sum()
+            mu0 = np.sum(w0 * y) / w0.sum()
+            phi = w1 * (y - mu1) / w1.mean() - w0 * (y - mu0) / w0.mean()
+            de = e * (1 - e)  # d e / d(linear predictor)
+            grad = (
+                -(x * (t * (y - mu1) * de)[:, None]).mean(axis=0) / w1.mean()
+                - (x * (c * (y - mu0) * de)[:, None]).mean(axis=0) / w0.mean()
             )
         else:
             w0 = c * odds
@@ -417,6 +432,7 @@ def estimate_effect(
     estimand: str = "ATE",
     cluster: str | None = None,
     alpha: float = 0.05,
+    trim: tuple[float, float] | None = None,
 ) -> EffectEstimate:
     """Estimate the average effect of a 0/1 treatment on an outcome.
 
@@ -433,13 +449,19 @@ def estimate_effect(
         Unadjusted difference in means, regression adjustment, inverse probability weighting
         (normalised weights) or augmented IPW (doubly robust). Every adjusted method (regression
         too) fits the propensity model and refuses data without overlap.
-    estimand : {"ATE", "ATT"}
-        Average effect over all learners, or over the treated learners.
+    estimand : {"ATE", "ATT", "ATO"}
+        Average effect over all learners, over the treated learners, or (``method="ipw"``) over
+        the overlap population weighted by e(1 - e).
     cluster : str, optional
         Column identifying clusters (team, manager) for cluster-robust standard errors; the
         interval then uses a t distribution with (clusters - 1) degrees of freedom.
     alpha : float
         1 - confidence level of the interval.
+    trim : (low, high), optional
+        Leave out learners whose estimated chance of treatment is outside ``[low, high]``
+        (fixed-bounds trimming, e.g. ``(0.05, 0.95)``), then estimate on the rest; the number
+        left out is ``n_trimmed`` and the effect is then for the remaining population.
+        ``estimand="ATO"`` (overlap weights, ``method="ipw"`` only) is the smooth alternative.
 
     Returns
     -------
@@ -466,6 +488,10 @@ def estimate_effect(
     """
     check_choice("method", method, METHODS)
     check_choice("estimand", estimand, ESTIMANDS)
+    if estimand == "ATO" and method not in ("ipw", "difference"):
+        raise ValueError("estimand='ATO' (overlap weights) is available with method='ipw' only")
+    if trim is not None and not (0 <= trim[0] < trim[1] <= 1):
+        raise ValueError(f"trim={trim!r} must be (low, high) with 0 <= low < high <= 1")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha={alpha!r} must be between 0 and 1")
     covariates = tuple(covariates)
@@ -507,8 +533,27 @@ def estimate_effect(
             f"comparison (need at least {need} in each group"
             + (", or fewer covariates)" if method in ("regression", "aipw") else ")")
         )
-    tau, psi, notes = _influence(method, estimand, y, t, x, names)
     groups = data[cluster].to_numpy() if cluster else None
+    n_trimmed = 0
+    if trim is not None and method != "difference":
+        score = fit_propensity(t, x, names, "ATE" if estimand == "ATO" else estimand).score
+        keep = (score >= trim[0]) & (score <= trim[1])
+        n_trimmed = int((~keep).sum())
+        y, t, x = y[keep], t[keep], x[keep]
+        groups = groups[keep] if groups is not None else None
+        n_t, n_c = int(t.sum()), int(len(t) - t.sum())
+        if min(n_t, n_c) < need:
+            raise EstimationError(
+                f"after trimming {n_trimmed} learners outside {trim}, too few remain for {outcome}: "
+                f"{n_t} treated and {n_c} comparison"
+            )
+    tau, psi, notes = _influence(method, estimand, y, t, x, names)
+    if n_trimmed:
+        notes.insert(
+            0,
+            f"{n_trimmed} learners with an estimated chance of treatment outside "
+            f"[{trim[0]:g}, {trim[1]:g}] were left out (trimming)",
+        )
     var, n_clusters = _variance(psi, groups)
     if n_clusters is not None and n_clusters < 2:
         raise EstimationError(
@@ -539,5 +584,6 @@ def estimate_effect(
         covariates=covariates if method != "difference" else (),
         cluster=cluster,
         n_clusters=n_clusters,
+        n_trimmed=n_trimmed,
         notes=tuple(notes),
     )

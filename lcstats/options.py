@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 Method = Literal["difference", "regression", "ipw", "aipw"]
-Estimand = Literal["ATE", "ATT"]
+Estimand = Literal["ATE", "ATT", "ATO"]
 Outcome = Literal["follow_through", "skills_gap"]
 Table = Literal["learners", "action_items", "skill_assessments"]
 

@@ -79,6 +79,7 @@ class Params(BaseModel):
     as_of: str = Field(description="date the evaluation is 'as of' (YYYY-MM-DD), never the clock")
     min_group_size: int = 5
     followed_through_share: float = 0.8
+    trim: list[float] | None = None
 
     @field_validator("evaluation")
     @classmethod
@@ -106,6 +107,15 @@ class Params(BaseModel):
     def _alpha(cls, v: float) -> float:
         if not 0 < v < 0.5:
             raise ValueError("expected a number between 0 and 0.5 (0.05 gives 95% intervals)")
+        return v
+
+    @field_validator("trim")
+    @classmethod
+    def _trim(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and not (len(v) == 2 and 0 <= v[0] < v[1] <= 1):
+            raise ValueError(
+                "expected two numbers [low, high] between 0 and 1, such as [0.05, 0.95]"
+            )
         return v
 
     @field_validator("followed_through_share")
@@ -187,6 +197,14 @@ def consistency_problems(params: Params) -> list[tuple[str, str, str]]:
                 "treatment",
                 f"the treatment '{params.treatment}' cannot also be a covariate or the cluster",
                 f"remove '{params.treatment}' from covariates (and cluster)",
+            )
+        )
+    if params.estimand == "ATO" and set(params.methods) - {"difference", "ipw"}:
+        issues.append(
+            (
+                "estimand",
+                "estimand 'ATO' (overlap weights) is available with the ipw method only",
+                'use methods: ["difference", "ipw"] and headline_method: "ipw" with ATO',
             )
         )
     for key in ("covariates", "methods"):

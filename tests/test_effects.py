@@ -511,7 +511,7 @@ def test_to_frame_columns(estimate):
     assert len(frame) == 1
     extras = [c for c in estimate.as_dict() if c not in DESIGN_COLUMNS]
     assert list(frame.columns) == DESIGN_COLUMNS + extras
-    assert extras == ["alpha", "cluster", "n_clusters", "covariates"]
+    assert extras == ["alpha", "cluster", "n_clusters", "covariates", "n_trimmed"]
     row = frame.iloc[0]
     assert row["estimate"] == estimate.estimate
     assert (row["outcome"], row["treatment"], row["method"], row["estimand"]) == (
@@ -650,3 +650,74 @@ def test_repr_html_escapes_text():
     assert "<script>" not in html and "<i>" not in html and "<b>" not in html
     assert "&lt;script&gt;" in html
     assert "<table" in html
+
+
+def _overlap_data(seed: int, n: int = 1500):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    e = 1 / (1 + np.exp(-(0.2 + 2.2 * x)))  # strong selection: some scores near 0 and 1
+    t = (rng.random(n) < e).astype(int)
+    y = 1.0 + 0.5 * t + x + 0.5 * t * x + rng.normal(size=n)
+    return pd.DataFrame({"y": y, "t": t, "x": x})
+
+
+def test_overlap_weights_se_agrees_with_bootstrap():
+    df = _overlap_data(5)
+    est = estimate_effect(
+        df, outcome="y", treatment="t", covariates=["x"], method="ipw", estimand="ATO"
+    )
+    rng = np.random.default_rng(9)
+    boot = []
+    for _ in range(250):
+        idx = rng.integers(len(df), size=len(df))
+        boot.append(
+            estimate_effect(
+                df.iloc[idx].reset_index(drop=True),
+                outcome="y",
+                treatment="t",
+                covariates=["x"],
+                method="ipw",
+                estimand="ATO",
+            ).estimate
+        )
+    assert np.std(boot, ddof=1) / est.std_error == pytest.approx(1.0, abs=0.15)
+    assert est.notes == ()  # overlap weights never warn about extreme weights
+
+
+def test_overlap_weights_target_the_overlap_population():
+    # effect 0.5 + 0.5 x, overlap weights centre on x near the selection boundary (x ~ -0.1)
+    ests = [
+        estimate_effect(
+            _overlap_data(s, 3000),
+            outcome="y",
+            treatment="t",
+            covariates=["x"],
+            method="ipw",
+            estimand="ATO",
+        ).estimate
+        for s in range(5)
+    ]
+    assert np.mean(ests) == pytest.approx(0.45, abs=0.06)
+
+
+def test_ato_only_with_ipw():
+    df = _overlap_data(1)
+    with pytest.raises(ValueError, match="ATO"):
+        estimate_effect(
+            df, outcome="y", treatment="t", covariates=["x"], method="aipw", estimand="ATO"
+        )
+
+
+def test_trimming_drops_extreme_scores_and_reports_them():
+    df = _overlap_data(2)
+    full = estimate_effect(df, outcome="y", treatment="t", covariates=["x"], method="aipw")
+    trimmed = estimate_effect(
+        df, outcome="y", treatment="t", covariates=["x"], method="aipw", trim=(0.05, 0.95)
+    )
+    assert full.n_trimmed == 0
+    assert trimmed.n_trimmed > 0
+    assert trimmed.n_treated + trimmed.n_control + trimmed.n_trimmed == len(df)
+    assert "left out (trimming)" in trimmed.notes[0]
+    assert trimmed.as_dict()["n_trimmed"] == trimmed.n_trimmed
+    with pytest.raises(ValueError, match="trim"):
+        estimate_effect(df, outcome="y", treatment="t", covariates=["x"], trim=(0.9, 0.1))

@@ -203,7 +203,7 @@ def test_unknown_method_lists_the_allowed_values(changes, found):
 
 def test_unknown_estimand():
     p = only(problems_of(estimand="att"))
-    assert "'ATE' or 'ATT'" in p.message and "'att'" in p.message
+    assert "'ATE', 'ATT' or 'ATO'" in p.message and "'att'" in p.message
 
 
 @pytest.mark.parametrize("name", ["a/b", "my evaluation", "../up", "-x", "", "x" * 81])

@@ -245,3 +245,29 @@ def test_plan_pilot_dispatch():
 def test_argument_validation(call, kwargs, match):
     with pytest.raises(ValueError, match=match):
         call(**kwargs)
+
+
+def test_power_command_prints_a_plan_and_rejects_incomplete_input(capsys):
+    from lcstats.cli import main
+
+    assert (
+        main(
+            [
+                "power",
+                "--baseline",
+                "0.45",
+                "--target",
+                "0.55",
+                "--cluster-size",
+                "10",
+                "--icc",
+                "0.1",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "744 coached and 744 comparison" in out and "design effect 1.9" in out
+    assert main(["power", "--baseline", "0.45"]) == 2
+    err = capsys.readouterr().err
+    assert "baseline and target" in err and "Traceback" not in err

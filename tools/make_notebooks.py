@@ -31,6 +31,7 @@ scale_max: int = 5  # highest level of the skill scale
 as_of: str = "2026-06-30"  # the evaluation's "as of" date (YYYY-MM-DD); never the clock
 min_group_size: int = 5  # smallest group the report may show
 followed_through_share: float = 0.8  # a learner "followed through" when at least this share of items was on time
+trim = None  # None or [low, high]: leave out learners whose chance of coaching is outside it (e.g. [0.05, 0.95])
 output_dir: str = "../reports/interactive"  # where results.json and report.html are written (set by lcstats run)
 run_id: str = "interactive"  # identifier of this run (set by lcstats run)'''
 
@@ -97,6 +98,7 @@ The raw difference is shown for comparison only: coaching was not assigned at ra
     estimand=params.estimand,
     cluster=params.cluster,
     alpha=params.alpha,
+    trim=params.trim,
 )
 effects'''),
     md("""## 3. How far to trust them
@@ -160,7 +162,7 @@ Checks behind the adjusted estimates, for analysts. The leadership report shows 
     code(SETUP + '''
 effects = lc.estimate_effects(outcomes, treatment=params.treatment, covariates=params.covariates,
                               methods=params.methods, estimand=params.estimand, cluster=params.cluster,
-                              alpha=params.alpha)
+                              alpha=params.alpha, trim=params.trim)
 sample = effects.samples["follow_through"].data'''),
     md("## Balance before and after weighting"),
     code('''from lcstats import plots

@@ -1,0 +1,225 @@
+"""Machine resources: is there enough memory to analyse these input files?
+
+`check_input_size` is called before any input table is read (by `lcstats.load.load_programme`),
+so an export too large for the machine gets a clear answer (exit 2) instead of the process being
+killed by the operating system half-way, with nothing recorded.
+
+How much memory a table needs was measured, not guessed: the peak resident memory added by
+``load_programme`` + ``learner_outcomes`` (``/proc/self/status`` VmHWM after resetting it, minus
+the resident memory before, imports done), divided by the bytes of the three input files:
+
+=====================================  =========  ===========  ===============
+input (simulated programme)            file size  peak added   bytes per byte
+=====================================  =========  ===========  ===============
+data/example, CSV (2,000 learners)       1.1 MB      26 MB          23
+20,000 learners, CSV                    11.3 MB     186 MB          16.5
+100,000 learners, CSV                   57.8 MB     829 MB          14.3
+data/example, Parquet                    0.19 MB     42 MB         214
+20,000 learners, Parquet                 1.9 MB     109 MB          56
+100,000 learners, Parquet                8.8 MB     302 MB          34
+=====================================  =========  ===========  ===============
+
+Small inputs are dominated by a fixed ~25-40 MB (schemas, allocator arenas) that never matters
+against the gigabytes a machine has; large inputs settle near 14 bytes per CSV byte and 34 per
+Parquet byte (Parquet is compressed and dictionary-encoded, pandas holds every cell as text).
+`CSV_FACTOR` and `PARQUET_FACTOR` add about 40 % to those for margin (other exports compress
+differently; the analysis after loading needs some memory too).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from lcstats.errors import InputError, Problem
+
+CSV_FACTOR = 20.0
+PARQUET_FACTOR = 50.0
+LIMIT_ENV_VAR = "LCSTATS_MEMORY_LIMIT_BYTES"
+MEMINFO = Path("/proc/meminfo")
+CGROUP_DIR = Path("/sys/fs/cgroup")
+
+__all__ = [
+    "CSV_FACTOR",
+    "LIMIT_ENV_VAR",
+    "PARQUET_FACTOR",
+    "available_memory_bytes",
+    "check_input_size",
+    "input_memory_need",
+]
+
+
+def _meminfo_available(path: Path = MEMINFO) -> int | None:
+    try:
+        for line in path.read_text(encoding="ascii").splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # reported in kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _cgroup_available(folder: Path = CGROUP_DIR) -> int | None:
+    """Memory left under the cgroup (v2) limit: limit - usage + reclaimable file cache."""
+    try:
+        limit = (folder / "memory.max").read_text(encoding="ascii").strip()
+    except OSError:
+        return None
+    if not limit.isdigit():
+        return None  # "max": no limit set
+    try:
+        used = int((folder / "memory.current").read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        used = 0
+    reclaimable = 0
+    try:
+        for line in (folder / "memory.stat").read_text(encoding="ascii").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "inactive_file":
+                reclaimable = int(value)
+    except (OSError, ValueError):
+        pass
+    return max(0, min(int(limit), int(limit) - used + reclaimable))
+
+
+def _fallback_available() -> int | None:
+    try:
+        import psutil
+    except ImportError:
+        pass
+    else:
+        return int(psutil.virtual_memory().available)
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process can still use, in bytes (``None`` when it cannot be told).
+
+    The smaller of ``MemAvailable`` in ``/proc/meminfo`` and what is left under the cgroup limit
+    (``/sys/fs/cgroup/memory.max``, when one is set: containers, CI runners); without
+    ``/proc/meminfo``, psutil's ``virtual_memory().available`` if psutil is installed, else
+    ``os.sysconf`` (free physical pages).
+
+    Examples
+    --------
+    >>> available_memory_bytes() > 0
+    True
+    """
+    found = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]
+    return min(found) if found else _fallback_available()
+
+
+def _env_limit() -> int | None:
+    text = os.environ.get(LIMIT_ENV_VAR, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise InputError(
+            Problem(
+                LIMIT_ENV_VAR,
+                f"the environment variable {LIMIT_ENV_VAR} is set to {text!r}, expected a whole "
+                "number of bytes",
+                hint="set it to a number of bytes (for example 8000000000 for 8 GB), or unset it "
+                "to use the memory the machine has",
+            )
+        )
+    return value
+
+
+def _factor(path: Path) -> float:
+    return PARQUET_FACTOR if path.suffix.lower() == ".parquet" else CSV_FACTOR
+
+
+def input_memory_need(paths: Mapping[str, str | Path], *, factor: float | None = None) -> int:
+    """Estimated peak memory (bytes) to load and analyse these files, from their sizes alone.
+
+    Files that do not exist (or cannot be looked at) count as 0: reading them reports that.
+    """
+    need = 0.0
+    for path in paths.values():
+        path = Path(path)
+        try:
+            size = path.stat().st_size if path.is_file() else 0
+        except OSError:
+            size = 0
+        need += size * (factor if factor is not None else _factor(path))
+    return int(need)
+
+
+def _amount(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def check_input_size(
+    paths: Mapping[str, str | Path],
+    *,
+    factor: float | None = None,
+    limit: int | None = None,
+) -> None:
+    """Refuse inputs that need more memory than is available, before anything is read.
+
+    Parameters
+    ----------
+    paths : dict of table name to path
+        The input files.
+    factor : float, optional
+        Bytes of memory per byte of file for every file; by default `CSV_FACTOR` for CSV and
+        `PARQUET_FACTOR` for Parquet files (measured: see the module docstring).
+    limit : int, optional
+        Memory available, in bytes. By default the environment variable
+        ``LCSTATS_MEMORY_LIMIT_BYTES`` when set, else `available_memory_bytes()`.
+
+    Raises
+    ------
+    InputError
+        Naming the largest file, the memory needed and available, and what to do.
+
+    Examples
+    --------
+    >>> paths = {"learners": "data/example/learners.csv"}
+    >>> check_input_size(paths, limit=10**9)  # enough: returns quietly
+    >>> try:
+    ...     check_input_size(paths, limit=1_000_000)
+    ... except InputError as exc:
+    ...     print(exc.problems[0].message[:71])
+    the input tables need about 1.9 MB of memory to analyse, but only 1.0 MB
+    """
+    origin = "the limit given"
+    if limit is None:
+        limit, origin = _env_limit(), f"the limit set by {LIMIT_ENV_VAR}"
+    if limit is None:
+        limit, origin = available_memory_bytes(), "free on this machine"
+    if limit is None:
+        return  # cannot tell: let the operating system decide
+    need = input_memory_need(paths, factor=factor)
+    if need <= limit:
+        return
+    sizes = {}
+    for path in map(Path, paths.values()):
+        try:
+            sizes[path] = path.stat().st_size if path.is_file() else 0
+        except OSError:
+            sizes[path] = 0
+    largest = max(sizes, key=sizes.__getitem__)
+    total = sum(sizes.values())
+    raise InputError(
+        Problem(
+            str(largest),
+            f"the input tables need about {_amount(need)} of memory to analyse, but only "
+            f"{_amount(limit)} is available ({origin}); the {len(paths)} file(s) hold "
+            f"{_amount(total)}, this one {_amount(sizes[largest])}",
+            hint="run on a larger machine, or reduce the export (fewer columns, or a date "
+            "range / one cohort at a time); nothing was read",
+        )
+    )
