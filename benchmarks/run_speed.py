@@ -57,7 +57,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = ROOT / ".venv" / "bin" if (ROOT / ".venv" / "bin").is_dir() else Path(sys.executable).parent
+VENV_BIN = (
+    ROOT / ".venv" / "bin" if (ROOT / ".venv" / "bin").is_dir() else Path(sys.executable).parent
+)
 PYTHON = str(VENV_BIN / "python")
 NOTEBOOK_DIR = ROOT / "notebooks"
 
@@ -155,7 +157,11 @@ def trivial_notebook(path: Path) -> None:
             }
         ],
         "metadata": {
-            "kernelspec": {"display_name": "Python (lcstats)", "language": "python", "name": "lcstats"},
+            "kernelspec": {
+                "display_name": "Python (lcstats)",
+                "language": "python",
+                "name": "lcstats",
+            },
             "language_info": {"name": "python"},
         },
         "nbformat": 4,
@@ -170,8 +176,14 @@ def run_bare_pair(work: Path) -> dict[str, float]:
     trivial_notebook(src)
     times = {}
     for name, cmd in (
-        ("papermill (trivial notebook)", [str(VENV_BIN / "papermill"), str(src), str(out), "-k", "lcstats"]),
-        ("jupyter nbconvert --to html", [str(VENV_BIN / "jupyter"), "nbconvert", "--to", "html", str(out)]),
+        (
+            "papermill (trivial notebook)",
+            [str(VENV_BIN / "papermill"), str(src), str(out), "-k", "lcstats"],
+        ),
+        (
+            "jupyter nbconvert --to html",
+            [str(VENV_BIN / "jupyter"), "nbconvert", "--to", "html", str(out)],
+        ),
     ):
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
@@ -372,7 +384,9 @@ def main() -> None:
     ap.add_argument("--what-if", action="store_true", help="measure tooling changes (wrapper)")
     args = ap.parse_args()
 
-    print(f"lcstats run {args.params.relative_to(ROOT) if args.params.is_relative_to(ROOT) else args.params}")
+    print(
+        f"lcstats run {args.params.relative_to(ROOT) if args.params.is_relative_to(ROOT) else args.params}"
+    )
     print(f"machine: {os.cpu_count()} cores; load average at start: {loadavg()}")
     evals: dict[str, list[float]] = {s: [] for s in (*STEPS, "whole evaluation")}
     bare: dict[str, list[float]] = {}
@@ -421,7 +435,11 @@ def main() -> None:
                 "import pandas, pandera.pandas, pydantic, yaml, papermill",
                 "import sys; sys.modules['rfc3987_syntax'] = None; ",
             ),
-            ("kernel imports (lcstats, report, results)", "import lcstats, lcstats.report, lcstats.results", ""),
+            (
+                "kernel imports (lcstats, report, results)",
+                "import lcstats, lcstats.report, lcstats.results",
+                "",
+            ),
             ("ipykernel start-up imports", "import ipykernel.kernelapp", ""),
         ):
             walls, cums = import_profile(code, reps, pre)

@@ -149,16 +149,21 @@ VERBS = {  # outcome -> (verb when the estimate is positive, verb when negative)
 }
 
 
+def format_interval(low: float, high: float, outcome: str) -> str:
+    """An interval with its unit written once: '7.2 to 13.9 percentage points'."""
+    lo = format_effect(low, outcome, signed=False)
+    hi = format_effect(high, outcome, signed=False)
+    number, _, unit = lo.partition(" ")
+    return f"{number} to {hi}" if unit and hi.endswith(unit) else f"{lo} to {hi}"
+
+
 def plain_reading(est: EffectEstimate) -> str:
     """Describe an estimate in one sentence for non-specialists."""
     treat = {"coached": "Coaching", "manager_coached": "Coaching the line manager"}.get(
         est.treatment, f"'{est.treatment}'"
     )
     up, down = VERBS.get(est.outcome, (f"increased {est.outcome}", f"decreased {est.outcome}"))
-    ci = (
-        f"{est.confidence}% interval {format_effect(est.ci_low, est.outcome, signed=False)} "
-        f"to {format_effect(est.ci_high, est.outcome, signed=False)}"
-    )
+    ci = f"{est.confidence}% interval {format_interval(est.ci_low, est.ci_high, est.outcome)}"
     who = " for the learners who were coached" if est.estimand == "ATT" else ""
     if est.ci_low > 0 or est.ci_high < 0:
         verb = up if est.estimate > 0 else down
@@ -168,6 +173,28 @@ def plain_reading(est: EffectEstimate) -> str:
         f"We cannot tell whether {treat.lower()} changed {est.outcome.replace('_', ' ')}{who}: the estimate is "
         f"{format_effect(est.estimate, est.outcome)}, but the {ci} includes no effect."
     )
+
+
+def _levels_without_comparison(
+    data: pd.DataFrame, t: np.ndarray, covariates: Sequence[str], estimand: str
+) -> list[str]:
+    """Levels of categorical (or 0/1) covariates whose learners are all treated or all untreated.
+
+    Such learners have no one to be compared with: the propensity model separates them. For an
+    ATT only all-treated levels matter (untreated learners without a match just get no weight).
+    """
+    found = []
+    for cov in covariates:
+        col = data[cov]
+        numeric = pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
+        if numeric and col.nunique() > 2:
+            continue
+        stats_ = pd.Series(t).groupby(col.astype(str).to_numpy()).agg(["mean", "size"])
+        for level, row in stats_.iterrows():
+            if row["mean"] == 1 or (row["mean"] == 0 and estimand != "ATT"):
+                who = "all coached" if row["mean"] == 1 else "none coached"
+                found.append(f"{cov} = '{level}' ({int(row['size'])} learners, {who})")
+    return found
 
 
 def _design(data: pd.DataFrame, covariates: Sequence[str]) -> tuple[np.ndarray, list[str]]:
@@ -214,7 +241,12 @@ class _Propensity:
 
 
 def fit_propensity(
-    treated: np.ndarray, x: np.ndarray, names: Sequence[str], estimand: str = "ATE"
+    treated: np.ndarray,
+    x: np.ndarray,
+    names: Sequence[str],
+    estimand: str = "ATE",
+    *,
+    allow_extreme: bool = False,
 ) -> _Propensity:
     """Fit the logistic propensity model with statsmodels; refuse when there is no overlap.
 
@@ -228,14 +260,22 @@ def fit_propensity(
         warnings.simplefilter("ignore", ConvergenceWarning)
         try:
             res = sm.Logit(treated, x).fit(disp=0, method="newton", maxiter=100)
-        except (PerfectSeparationWarning, np.linalg.LinAlgError) as exc:
+        except PerfectSeparationWarning:
+            if not allow_extreme:
+                raise EstimationError(
+                    "the covariates predict coaching perfectly (no overlap between coached and "
+                    "uncoached learners). Remove the covariate that decides who was coached"
+                ) from None
+            warnings.simplefilter("ignore", PerfectSeparationWarning)
+            res = sm.Logit(treated, x).fit(disp=0, method="newton", maxiter=100)
+        except np.linalg.LinAlgError as exc:
             raise EstimationError(
                 "the covariates predict coaching perfectly (no overlap between coached and "
                 f"uncoached learners): {exc}. Remove the covariate that decides who was coached"
             ) from None
     score = np.asarray(res.predict(), dtype=float)
     low = score.min() < 1e-6 and estimand == "ATE"
-    if low or score.max() > 1 - 1e-6:
+    if (low or score.max() > 1 - 1e-6) and not allow_extreme:
         worst = [n for n, b in zip(names, np.abs(res.params), strict=True) if b > 15]
         raise EstimationError(
             "the covariates almost perfectly predict coaching (propensity scores of 0 or 1), "
@@ -533,13 +573,25 @@ def estimate_effect(
             f"comparison (need at least {need} in each group"
             + (", or fewer covariates)" if method in ("regression", "aipw") else ")")
         )
+    if method != "difference" and trim is None:
+        lonely = _levels_without_comparison(data, t, covariates, estimand)
+        if lonely:
+            raise EstimationError(
+                f"no comparison group within {'; '.join(lonely[:5])}: these learners cannot be "
+                f"compared with anyone for {outcome}. Merge the level with a similar one, leave "
+                "these learners out, or use trim: [0.05, 0.95]"
+            )
     groups = data[cluster].to_numpy() if cluster else None
     n_trimmed = 0
     if trim is not None and method != "difference":
-        score = fit_propensity(t, x, names, "ATE" if estimand == "ATO" else estimand).score
+        score = fit_propensity(
+            t, x, names, "ATE" if estimand == "ATO" else estimand, allow_extreme=True
+        ).score
         keep = (score >= trim[0]) & (score <= trim[1])
         n_trimmed = int((~keep).sum())
         y, t, x = y[keep], t[keep], x[keep]
+        varies = np.r_[True, x[:, 1:].std(axis=0) > 0]  # a level may vanish with the trimmed
+        x, names = x[:, varies], [n for n, v in zip(names, varies, strict=True) if v]
         groups = groups[keep] if groups is not None else None
         n_t, n_c = int(t.sum()), int(len(t) - t.sum())
         if min(n_t, n_c) < need:

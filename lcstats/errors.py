@@ -72,3 +72,7 @@ class InputError(LcstatsError):
 
 class EstimationError(LcstatsError):
     """An effect cannot be estimated from these data (no comparison group, no overlap...)."""
+
+
+class PrivacyError(LcstatsError):
+    """A report would show something it must not (an identifier, a group below the minimum)."""

@@ -394,7 +394,8 @@ class DoseResponse:
                     "the ranking of the bands is uncertain."
                 )
             return (
-                f"Learners with {best_label} coaching sessions {'gained most' if rest else 'gained'}: "
+                f"{'Among the bands with a clear effect, l' if len(clear) < len(pairs) else 'L'}"
+                f"earners with {best_label} coaching sessions {'gained most' if rest else 'gained'}: "
                 f"their {subject} was {_comparison(best.estimate, self.outcome)} than uncoached "
                 f"learners' ({_interval(best)}).{more}{tail}"
             )
@@ -765,9 +766,13 @@ class SubgroupEffects:
             )
         skipped = [e for e in self.effects if e.effect is None]
         if skipped:
+            names = ", ".join(
+                LEVEL_NAMES.get((e.variable, e.level), f"{e.variable} {e.level}")
+                for e in skipped[:6]
+            )
+            more = f" and {len(skipped) - 6} more" if len(skipped) > 6 else ""
             sentences.append(
-                f"{len(skipped)} subgroup{'s were' if len(skipped) != 1 else ' was'} too small "
-                "or could not be estimated (see note)."
+                f"Not estimated (too few learners or no comparison within the subgroup): {names}{more}."
             )
         return " ".join(sentences)
 

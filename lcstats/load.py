@@ -26,6 +26,7 @@ from lcstats.contract import (
 )
 from lcstats.errors import InputError, Problem
 from lcstats.options import TABLES
+from lcstats.resources import check_input_size
 
 SEPARATORS = ((";", "semicolons"), ("\t", "tabs"), ("|", "'|' characters"))
 
@@ -401,6 +402,7 @@ def load_programme(
     columns: dict[str, dict[str, str]] | None = None,
     scale: tuple[float, float] = (1, 5),
     required_learner_columns: tuple[str, ...] = (),
+    memory_limit: int | None = None,
 ) -> Programme:
     """Read, parse and validate the three tables of a programme, reporting every problem at once.
 
@@ -414,11 +416,16 @@ def load_programme(
         The skill scale; levels outside it are errors.
     required_learner_columns : tuple of str
         Further learner columns the analysis needs (treatment, covariates, cluster).
+    memory_limit : int, optional
+        Memory available in bytes; by default the environment variable
+        ``LCSTATS_MEMORY_LIMIT_BYTES`` when set, else what the machine has free. Inputs that
+        would need more are refused before anything is read (see `lcstats.resources`).
 
     Raises
     ------
     InputError
-        With one `Problem` per file, column and check that failed.
+        With one `Problem` per file, column and check that failed; or, before anything is read,
+        when the files are too large for the memory available.
 
     Examples
     --------
@@ -432,6 +439,7 @@ def load_programme(
         "action_items": action_items,
         "skill_assessments": skill_assessments,
     }
+    check_input_size(paths, limit=memory_limit)
     columns = columns or {}
     frames: dict[str, pd.DataFrame] = {}
     sources: dict[str, SourceFile] = {}

@@ -32,7 +32,10 @@ SCALE = {
 
 
 def _style() -> None:
-    sns.set_theme(style="whitegrid", context="notebook", palette=PALETTE)
+    # text.parse_math off: labels come from the data, and '$' must print as a dollar sign
+    sns.set_theme(
+        style="whitegrid", context="notebook", palette=PALETTE, rc={"text.parse_math": False}
+    )
 
 
 def forest_plot(estimates: pd.DataFrame, *, title: str | None = None) -> Figure:

@@ -44,8 +44,13 @@ def suppress_counts(counts: pd.DataFrame, min_group_size: int) -> tuple[pd.DataF
             vals = values if axis == 1 else values.T
             for i in range(lines.shape[0]):
                 if lines[i].sum() == 1 and lines.shape[1] > 1:
-                    # hide the smallest visible cell too (a zero counts: total - 0 reveals the cell)
+                    # hide the smallest visible cell too (a zero counts: total - 0 reveals the cell),
+                    # preferring one whose crossing line already hides a cell: that protects both
+                    # lines at once instead of starting a new line that needs a complement too
                     candidates = np.where(~lines[i], vals[i], np.inf)
+                    crossing = (lines.sum(axis=0) - lines[i]) > 0
+                    if np.isfinite(candidates[crossing]).any():
+                        candidates = np.where(crossing, candidates, np.inf)
                     lines[i, int(np.argmin(candidates))] = True
                     changed = True
             if axis == 0:

@@ -24,7 +24,8 @@ from pandas.io.formats.style import Styler
 from lcstats import descriptives, plots
 from lcstats.analysis import EffectSet
 from lcstats.diagnostics import Diagnostics
-from lcstats.effects import EffectEstimate, format_effect, format_p
+from lcstats.effects import EffectEstimate, format_effect, format_interval, format_p
+from lcstats.errors import PrivacyError
 from lcstats.files import write_atomic
 from lcstats.load import Programme
 from lcstats.metrics import LearnerOutcomes
@@ -59,12 +60,30 @@ def _figure(fig: Figure, alt: str) -> dict[str, str]:
 
 
 class _Tables:
-    """Renders frames as styled, escaped HTML tables with stable ids (no random uuids)."""
+    """Renders frames as styled, escaped HTML tables with stable ids (no random uuids).
 
-    def __init__(self) -> None:
+    It is also the last privacy check of every breakdown: a column named in `counts` that would
+    show a group of 1 to ``min_group_size - 1`` learners stops the report (fail closed).
+    """
+
+    def __init__(self, min_group_size: int) -> None:
         self._ids = itertools.count(1)
+        self.min_group_size = min_group_size
 
-    def __call__(self, frame: pd.DataFrame, *, numeric: tuple[str, ...] = ()) -> Markup:
+    def _check(self, frame: pd.DataFrame, counts: tuple[str, ...]) -> None:
+        for col in counts:
+            values = pd.to_numeric(frame[col].astype(str).str.replace(",", ""), errors="coerce")
+            small = values[(values > 0) & (values < self.min_group_size)]
+            if len(small):
+                raise PrivacyError(
+                    f"the report would show a group of {int(small.iloc[0])} learners (column '{col}'), "
+                    f"below the minimum group size of {self.min_group_size}; the report was not written"
+                )
+
+    def __call__(
+        self, frame: pd.DataFrame, *, numeric: tuple[str, ...] = (), counts: tuple[str, ...] = ()
+    ) -> Markup:
+        self._check(frame, counts)
         text = frame.astype(object).where(frame.notna(), "suppressed").astype(str)
         styler = Styler(text, uuid=f"t{next(self._ids)}", cell_ids=False)
         styler = styler.format(escape="html").format_index(escape="html", axis=1).hide(axis="index")
@@ -76,11 +95,7 @@ class _Tables:
 
 
 def _ci(est: EffectEstimate) -> str:
-    """An interval in the outcome's units, the unit written once: '7.4 to 13.8 percentage points'."""
-    low = format_effect(est.ci_low, est.outcome, signed=False)
-    high = format_effect(est.ci_high, est.outcome, signed=False)
-    number, _, unit = low.partition(" ")
-    return f"{number} to {high}" if unit and high.endswith(unit) else f"{low} to {high}"
+    return format_interval(est.ci_low, est.ci_high, est.outcome)
 
 
 def _p(p: float) -> str:
@@ -204,7 +219,7 @@ def build_report(
     Only aggregates reach the template: no learner-level row or identifier, and every breakdown
     cell smaller than ``params.min_group_size`` is suppressed (with complementary cells).
     """
-    table = _Tables()
+    table = _Tables(params.min_group_size)
     data = outcomes.data
     k = params.min_group_size
     treatment = params.treatment
@@ -250,6 +265,7 @@ def build_report(
                         }
                     ).map(lambda v: _count(v) if not isinstance(v, str) else v),
                     numeric=("Coached", "Not coached"),
+                    counts=("Coached", "Not coached"),
                 ),
             }
         )
@@ -280,7 +296,11 @@ def build_report(
         ft_groups.append(
             {
                 "title": f"On-time completion by {by}",
-                "table": table(frame, numeric=tuple(frame.columns[1:])),
+                "table": table(
+                    frame,
+                    numeric=tuple(frame.columns[1:]),
+                    counts=("Coached: learners", "Not coached: learners"),
+                ),
             }
         )
     fshare = funnel.frame.set_index(["group", "stage"])["share"]
@@ -324,6 +344,7 @@ def build_report(
             }
         ),
         numeric=("Learners", "Gap closed (share of the gap before)", "Meeting every target after"),
+        counts=("Learners",),
     )
     skills = {
         "heatmap": _figure(
@@ -445,6 +466,7 @@ def build_report(
                 }
             ),
             numeric=("Learners", "Skills gap closed (points)", "95% interval"),
+            counts=("Learners",),
         ),
         "cases": table(
             pd.DataFrame(
@@ -458,6 +480,7 @@ def build_report(
                 }
             ),
             numeric=("Learners", "Clear successes", "Clear non-successes"),
+            counts=("Learners",),
         ),
     }
 

@@ -50,9 +50,9 @@ __all__ = [
 ]
 
 
-def _meminfo_available(path: Path = MEMINFO) -> int | None:
+def _meminfo_available() -> int | None:
     try:
-        for line in path.read_text(encoding="ascii").splitlines():
+        for line in MEMINFO.read_text(encoding="ascii").splitlines():
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024  # reported in kB
     except (OSError, ValueError, IndexError):
@@ -60,8 +60,9 @@ def _meminfo_available(path: Path = MEMINFO) -> int | None:
     return None
 
 
-def _cgroup_available(folder: Path = CGROUP_DIR) -> int | None:
+def _cgroup_available() -> int | None:
     """Memory left under the cgroup (v2) limit: limit - usage + reclaimable file cache."""
+    folder = CGROUP_DIR
     try:
         limit = (folder / "memory.max").read_text(encoding="ascii").strip()
     except OSError:
@@ -192,8 +193,8 @@ def check_input_size(
     >>> try:
     ...     check_input_size(paths, limit=1_000_000)
     ... except InputError as exc:
-    ...     print(exc.problems[0].message[:71])
-    the input tables need about 1.9 MB of memory to analyse, but only 1.0 MB
+    ...     print(exc.problems[0].message.split(" (")[0])
+    the input tables need about 1.9 MB of memory to analyse, but only 1.0 MB is available
     """
     origin = "the limit given"
     if limit is None:

@@ -106,19 +106,28 @@ def _point_latest(eval_root: Path, run_id: str) -> None:
     os.replace(tmp, link)
 
 
-ID_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*[A-Za-z0-9]|[A-Za-z0-9]")
+ID_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+\-]*[A-Za-z0-9]|[A-Za-z0-9]")
 DATA_URI = re.compile(r"data:[a-z/+]+;base64,[A-Za-z0-9+/=]+")
 
 
 def identifier_leaks(report_html: str, identifiers: set[str]) -> list[str]:
     """Identifiers (learner ids, manager ids) that appear as whole words in a report's text.
 
-    Images (data URIs) are skipped. Identifiers shorter than 3 characters or made only of digits
-    cannot be told apart from numbers and are not searched.
+    Matching ignores case; e-mail addresses count as one word, and identifiers containing spaces
+    (names) are searched as plain text. Images (data URIs) are skipped. Identifiers shorter than 3
+    characters or made only of digits cannot be told apart from numbers and are not searched.
     """
-    searchable = {i for i in identifiers if len(i) >= 3 and not i.isdigit()}
+    searchable = {
+        i.strip().casefold(): i
+        for i in identifiers
+        if len(i.strip()) >= 3 and not i.strip().isdigit()
+    }
     text = html.unescape(DATA_URI.sub(" ", report_html))
-    return sorted(set(ID_TOKEN.findall(text)) & searchable)
+    tokens = {t.casefold() for t in ID_TOKEN.findall(text)}
+    found = {searchable[t] for t in tokens & set(searchable)}
+    # identifiers with spaces (names) are looked for as plain text
+    found |= {i for key, i in searchable.items() if " " in key and key in text.casefold()}
+    return sorted(found)
 
 
 def _failure_step(nb_path: Path, cell_index: int | None) -> str:

@@ -636,7 +636,7 @@ def test_reading(outcome, estimate, low, high, expected, absent):
     for part in absent:
         assert part not in text
     if outcome == "follow_through":
-        assert f"{100 * low:.1f} percentage points to {100 * high:.1f} percentage points" in text
+        assert f"{100 * low:.1f} to {100 * high:.1f} percentage points" in text
 
 
 def test_reading_for_the_treated():
@@ -721,3 +721,15 @@ def test_trimming_drops_extreme_scores_and_reports_them():
     assert trimmed.as_dict()["n_trimmed"] == trimmed.n_trimmed
     with pytest.raises(ValueError, match="trim"):
         estimate_effect(df, outcome="y", treatment="t", covariates=["x"], trim=(0.9, 0.1))
+
+
+def test_a_level_with_no_comparison_is_named(data):
+    bad = data.copy()
+    bad["cohort"] = "main"
+    coached = bad.index[bad["t"] == 1][:3]
+    bad.loc[coached, "cohort"] = "pilot"
+    with pytest.raises(EstimationError, match=r"cohort = 'pilot' \(3 learners, all coached\)"):
+        fit(bad, "aipw", covariates=["x1", "cohort"])
+    # trimming leaves them out instead, and says so
+    est = fit(bad, "aipw", covariates=["x1", "cohort"], trim=(0.01, 0.99))
+    assert est.n_trimmed >= 3

@@ -44,3 +44,22 @@ def test_group_rows_below_minimum_are_blanked():
     assert out.loc[1, "cohort"] == "y"
     assert pd.isna(out.loc[1, "follow_through"]) and pd.isna(out.loc[1, "learners"])
     assert out.loc[0, "follow_through"] == 0.5
+
+
+def test_report_tables_fail_closed_on_a_small_group():
+    from lcstats.errors import PrivacyError
+    from lcstats.report import _Tables
+
+    table = _Tables(min_group_size=5)
+    ok = pd.DataFrame({"Group": ["a", "b"], "Learners": ["1,234", "suppressed"]})
+    assert "1,234" in table(ok, counts=("Learners",))
+    bad = pd.DataFrame({"Group": ["a", "b"], "Learners": ["12", "3"]})
+    with pytest.raises(PrivacyError, match="group of 3 learners"):
+        table(bad, counts=("Learners",))
+
+
+def test_report_tables_escape_text():
+    from lcstats.report import _Tables
+
+    html = _Tables(5)(pd.DataFrame({"<b>Cohort</b>": ["<script>alert(1)</script>"]}))
+    assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;" in html
