@@ -39,5 +39,9 @@ lab: setup
 example-data: setup
 	$(BIN)/lcstats simulate --out data/example --learners 2000 --seed 20261128
 
+benchmark: setup
+	$(BIN)/python benchmarks/estimator_speed.py
+	$(BIN)/python benchmarks/run_speed.py
+
 clean:
 	rm -rf $(VENV) reports/*/ reports/runs.sqlite .pytest_cache

@@ -401,6 +401,10 @@ def main() -> None:
         for name in STEPS:
             if name in steps:
                 print(f"    {name:<40} {steps[name]:>8.1f} s")
+        if "stopped in" in steps:
+            print(f"    stopped while running: {steps['stopped in']}")
+        elif res["stopped"] and not steps:
+            print("    stopped before papermill started (CLI start + pre-flight)")
 
     print(f"\nload average at end: {loadavg()}")
     print(

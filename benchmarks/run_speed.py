@@ -99,12 +99,17 @@ def _section_of(heading: str, seen: int) -> str:
 
 
 def notebook_steps(nb_path: Path, t_start: float, t_end: float) -> dict[str, float]:
-    """Seconds per step of one run, from papermill's timestamps and the process's start and end."""
+    """Seconds per step of one run, from papermill's timestamps and the process's start and end.
+
+    A run stopped part-way (no end time) counts the cell that was running up to `t_end` and
+    adds ``"stopped in"`` (the step) to the result.
+    """
     nb = json.loads(nb_path.read_text(encoding="utf-8"))
     meta = nb["metadata"]["papermill"]
-    nb_start, nb_end = _ts(meta["start_time"]), _ts(meta["end_time"])
+    nb_start = _ts(meta["start_time"])
+    nb_end = _ts(meta["end_time"]) if meta.get("end_time") else None
     spans: dict[str, list[float]] = {}
-    section, seen = "parameters cells", 0
+    section, seen, running = "parameters cells", 0, None
     first_cell = last_cell = None
     for cell in nb["cells"]:
         if cell["cell_type"] == "markdown":
@@ -114,20 +119,27 @@ def notebook_steps(nb_path: Path, t_start: float, t_end: float) -> dict[str, flo
                     seen += 1
                     break
         pm = cell.get("metadata", {}).get("papermill", {})
-        if not pm.get("start_time") or not pm.get("end_time"):
+        if not pm.get("start_time"):
             continue
-        a, b = _ts(pm["start_time"]), _ts(pm["end_time"])
+        a = _ts(pm["start_time"])
+        if pm.get("end_time"):
+            b = _ts(pm["end_time"])
+        else:
+            b, running = t_end, section
         first_cell = a if first_cell is None else min(first_cell, a)
         last_cell = b if last_cell is None else max(last_cell, b)
         lo, hi = spans.get(section, [a, b])
         spans[section] = [min(lo, a), max(hi, b)]
-    steps = {s: 0.0 for s in STEPS}
+    steps: dict = {s: 0.0 for s in STEPS}
     steps["CLI start + params/data pre-flight"] = nb_start - t_start
-    steps["kernel start"] = first_cell - nb_start
+    steps["kernel start"] = (first_cell if first_cell is not None else t_end) - nb_start
     for name, (a, b) in spans.items():
         steps[name] = b - a
-    steps["kernel shutdown"] = nb_end - last_cell
-    steps["after papermill (gate, run.json, exit)"] = t_end - nb_end
+    if nb_end is not None and last_cell is not None:
+        steps["kernel shutdown"] = nb_end - last_cell
+        steps["after papermill (gate, run.json, exit)"] = t_end - nb_end
+    else:
+        steps["stopped in"] = running or ("kernel start" if first_cell is None else "?")
     return steps
 
 
@@ -326,8 +338,9 @@ def step_profile(params: Path, repeats: int, *flags: str) -> dict[str, list[floa
 
 # A wrapper around `lcstats run` that applies tooling changes from outside the package.
 WRAPPER = r"""
-import sys
+import os, pickle, sys
 params, out, flags = sys.argv[1], sys.argv[2], set(sys.argv[3].split(","))
+handoff = os.path.join(out, "programme.pickle")  # the validated tables, CLI -> kernel
 km = None
 if "prestart" in flags:  # start the kernel first and let it import lcstats while the CLI works
     from jupyter_client.manager import AsyncKernelManager
@@ -336,7 +349,26 @@ if "prestart" in flags:  # start the kernel first and let it import lcstats whil
     run_sync(km.start_kernel)(cwd=NOTEBOOK_DIR)
     warm = km.client()
     warm.start_channels()
-    warm.execute("import lcstats, lcstats.report, lcstats.results", silent=True)
+    code = "import lcstats, lcstats.report, lcstats.results\n"
+    if "handoff" in flags:  # the notebook's load_programme reads the CLI's validated tables
+        code += (
+            "import pickle\n"
+            "def _validated(*args, **kwargs):\n"
+            f"    with open({handoff!r}, 'rb') as fh:\n"
+            "        return pickle.load(fh)\n"
+            "lcstats.load_programme = _validated\n"
+        )
+    if "notight" in flags:  # figures saved without bbox_inches='tight' (one draw, not two)
+        code += (
+            "import base64, io, matplotlib.pyplot as plt\n"
+            "def _uri(fig, *, dpi=90):\n"
+            "    buf = io.BytesIO()\n"
+            "    fig.savefig(buf, format='png', dpi=dpi, metadata={'Software': None})\n"
+            "    plt.close(fig)\n"
+            "    return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()\n"
+            "lcstats.report.figure_uri = _uri\n"
+        )
+    warm.execute(code, silent=True)
 if "no-rfc3987" in flags:  # jsonschema skips the 'iri' format checks nbformat never uses
     sys.modules["rfc3987_syntax"] = None
 import papermill
@@ -348,11 +380,20 @@ def patched(*args, **kwargs):
         kwargs["km"] = km
     return execute(*args, **kwargs)
 papermill.execute_notebook = patched
+import lcstats.runner
+if "handoff" in flags:
+    preflight = lcstats.runner.preflight
+    def handing_off(p):
+        hashes, programme = preflight(p)
+        with open(handoff, "wb") as fh:
+            pickle.dump(programme, fh, protocol=5)
+        return hashes, programme
+    lcstats.runner.preflight = handing_off
 from lcstats.cli import main
 rc = main(["run", params, "--output-dir", out])
-if km is not None:
+if km is not None:  # papermill leaves a kernel it did not start running
     warm.stop_channels()
-    run_sync(km.shutdown_kernel)(now=True)
+    run_sync(km.shutdown_kernel)(now="immediate" in flags)
 sys.exit(rc)
 """.replace("NOTEBOOK_DIR", repr(str(NOTEBOOK_DIR)))
 
@@ -361,7 +402,9 @@ VARIANTS = (
     ("no rfc3987_syntax in the CLI process", "no-rfc3987"),
     ("kernel shutdown 'immediate'", "immediate"),
     ("kernel started first, imports overlap the CLI", "prestart"),
-    ("all three", "no-rfc3987,immediate,prestart"),
+    ("+ validated tables handed to the kernel", "prestart,handoff"),
+    ("+ figures without bbox_inches='tight'", "prestart,handoff,notight"),
+    ("all of the above", "no-rfc3987,immediate,prestart,handoff,notight"),
 )
 
 

@@ -9,9 +9,9 @@ Two data-generating processes (DGPs), each replicated ``--reps`` times with inde
     share of outcome variance ``--icc``, selection into coaching on engagement, tenure and cohort,
     team-level clustering of coaching), taken through the product's own path:
     `lcstats.metrics.learner_outcomes` then `lcstats.analysis.estimate_effects` with the
-    covariates of ``params/example.yaml`` (spec ``example``: tenure in months, linearly) and,
-    for comparison, with tenure on the log scale the simulator uses (spec ``log_tenure``). The
-    truth is the programme's own ``truth`` (the average of each simulated learner's individual
+    covariates of ``params/example.yaml`` (spec ``example``: tenure in months, linearly, as the
+    simulator uses it) and, as a mild misspecification, with log tenure instead (spec
+    ``log_tenure``). The truth is the programme's own ``truth`` (the average of each simulated learner's individual
     effect, over all learners or over the coached ones), for both outcomes (follow-through,
     skills gap). The outcome models are linear, which is only an approximation here (the
     follow-through model is logistic, the skills gap is a rounded, truncated measure), so some

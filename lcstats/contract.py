@@ -65,6 +65,9 @@ OPTIONAL_VALUES = {
     "action_items": ("completed_on",),
     "skill_assessments": ("assessed_on", "level"),
 }
+# the range of dates pandas holds to the nanosecond (whole days)
+FIRST_DATE = pd.Timestamp.min.ceil("D")
+LAST_DATE = pd.Timestamp.max.floor("D")
 WAVES = ("pre", "post")
 ASSESSMENT_KEY = ("learner_id", "skill", "wave")
 
@@ -199,7 +202,7 @@ def parse_table(table: str, frame: pd.DataFrame, source: str) -> ParsedTable:
 
     def record(col: str, bad: pd.Index, message: str, hint: str) -> None:
         if len(bad):
-            unreadable[col] = bad
+            unreadable[col] = unreadable[col].union(bad) if col in unreadable else bad
             problems.append(
                 _problem(
                     source, col, f"{message}, found {_examples(frame.loc[bad, col])}", bad, hint
@@ -239,13 +242,21 @@ def parse_table(table: str, frame: pd.DataFrame, source: str) -> ParsedTable:
             continue
         text = text_of(col)
         day = text.str.extract(f"^{DATE_PATTERN}$", expand=False)
-        value = pd.to_datetime(day, format=DATE_FORMAT, errors="coerce").astype("datetime64[ns]")
-        bad = out.index[text.notna() & value.isna()]
+        parsed = pd.to_datetime(day, format=DATE_FORMAT, errors="coerce")
+        # dates are held to the nanosecond, which reaches from 1677-09-22 to 2262-04-11 only
+        too_far = parsed.notna() & ((parsed < FIRST_DATE) | (parsed > LAST_DATE))
+        value = parsed.where(~too_far).astype("datetime64[ns]")
         record(
             col,
-            bad,
+            out.index[text.notna() & parsed.isna()],
             "expected a real date written YYYY-MM-DD",
             "export dates in ISO format (for example 2026-03-31) and check the day and month exist",
+        )
+        record(
+            col,
+            out.index[too_far],
+            f"expected a date between {FIRST_DATE:%Y-%m-%d} and {LAST_DATE:%Y-%m-%d}",
+            "check the year in these rows (a typing slip such as 2206 for 2026?)",
         )
         out[col] = value
     if table == "learners":
@@ -342,7 +353,8 @@ def schema_problems(
             continue
         msg, hint = _describe_check(table, column, name, check, group, scale)
         problems.append(_problem(source, column, msg, pd.Index(group["index"].astype(int)), hint))
-    if not key_rows.empty:
+    # a key column missing from the table is reported when the file is read
+    if not key_rows.empty and set(ASSESSMENT_KEY) <= set(frame.columns):
         index = pd.Index(key_rows["index"].astype(int).unique())
         keys = frame.loc[
             index, list(ASSESSMENT_KEY)

@@ -186,14 +186,18 @@ def _levels_without_comparison(
     found = []
     for cov in covariates:
         col = data[cov]
-        numeric = pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
-        if numeric and col.nunique() > 2:
-            continue
-        stats_ = pd.Series(t).groupby(col.astype(str).to_numpy()).agg(["mean", "size"])
-        for level, row in stats_.iterrows():
-            if row["mean"] == 1 or (row["mean"] == 0 and estimand != "ATT"):
-                who = "all coached" if row["mean"] == 1 else "none coached"
-                found.append(f"{cov} = '{level}' ({int(row['size'])} learners, {who})")
+        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            values = col.to_numpy(dtype=float)
+            if not np.isin(values, (0.0, 1.0)).all():
+                continue  # a continuous covariate: separation shows in the propensity model
+        codes, levels = pd.factorize(col, sort=True)
+        size = np.bincount(codes, minlength=len(levels))
+        treated = np.bincount(codes, weights=t, minlength=len(levels))
+        for level, n, n_t in zip(levels, size, treated, strict=True):
+            if n_t == n or (n_t == 0 and estimand != "ATT"):
+                who = "all coached" if n_t == n else "none coached"
+                shown = int(level) if isinstance(level, float) and level.is_integer() else level
+                found.append(f"{cov} = '{shown}' ({int(n)} learners, {who})")
     return found
 
 
@@ -259,7 +263,7 @@ def fit_propensity(
         warnings.simplefilter("error", PerfectSeparationWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)
         try:
-            res = sm.Logit(treated, x).fit(disp=0, method="newton", maxiter=100)
+            res = sm.Logit(treated, x, check_rank=False).fit(disp=0, method="newton", maxiter=100)
         except PerfectSeparationWarning:
             if not allow_extreme:
                 raise EstimationError(
@@ -267,7 +271,7 @@ def fit_propensity(
                     "uncoached learners). Remove the covariate that decides who was coached"
                 ) from None
             warnings.simplefilter("ignore", PerfectSeparationWarning)
-            res = sm.Logit(treated, x).fit(disp=0, method="newton", maxiter=100)
+            res = sm.Logit(treated, x, check_rank=False).fit(disp=0, method="newton", maxiter=100)
         except np.linalg.LinAlgError as exc:
             raise EstimationError(
                 "the covariates predict coaching perfectly (no overlap between coached and "
@@ -322,6 +326,27 @@ def fit_outcome(
     return _Outcome(fitted, resid, res.normalized_cov_params, mask)
 
 
+def _weight_notes(
+    t: np.ndarray, e: np.ndarray, estimand: str, *, max_share: float = 0.05
+) -> list[str]:
+    """Warn when a few learners carry much of a group's weight (the estimate then rests on them)."""
+    groups = [("comparison", (1 - t) * (e / (1 - e) if estimand == "ATT" else 1 / (1 - e)))]
+    if estimand == "ATE":
+        groups.insert(0, ("coached", t / e))
+    notes = []
+    for label, w in groups:
+        total = w.sum()
+        top = float(w.max() / total) if total > 0 else 0.0
+        ess = float(total**2 / (w**2).sum()) if total > 0 else 0.0
+        if top > max_share:
+            notes.append(
+                f"one {label} learner carries {100 * top:.0f}% of the {label} group's weight "
+                f"(effective sample size {ess:.0f}): the estimate rests on very few learners; "
+                "consider trim: [0.05, 0.95]"
+            )
+    return notes
+
+
 def _correction(
     x: np.ndarray, matrix: np.ndarray, grad: np.ndarray, factor: np.ndarray
 ) -> np.ndarray:
@@ -363,7 +388,13 @@ def _influence(
         )
     score_t = t - e  # Logit score factor
     odds = e / (1 - e)
-    rank = int(np.linalg.matrix_rank(x))
+    if method in ("ipw", "aipw") and estimand != "ATO":
+        notes.extend(_weight_notes(t, e, estimand))
+    # rank from the k x k cross-product of the column-scaled design (an SVD of n x k costs
+    # seconds at a million learners; this costs microseconds)
+    scale = np.sqrt((x**2).sum(axis=0))
+    xs = x / np.where(scale > 0, scale, 1.0)
+    rank = int(np.linalg.matrix_rank(xs.T @ xs, hermitian=True, tol=1e-10))
 
     def outcome_model(group: int) -> _Outcome:
         label = "coached" if group == 1 else "comparison"
@@ -560,7 +591,9 @@ def estimate_effect(
     if n_t == 0 or n_c == 0:
         who = "every learner was" if n_c == 0 else "no learner was"
         raise EstimationError(
-            f"{who} treated ('{treatment}'), so there is no comparison group for {outcome}"
+            f"{who} treated ('{treatment}'), so there is no comparison group for {outcome}. "
+            f"The evaluation needs coached and uncoached learners: check the '{treatment}' "
+            "column of the learners table, or export the whole population"
         )
     x, names = (
         _design(data, covariates) if method != "difference" else (np.ones((len(t), 1)), ["const"])

@@ -332,8 +332,11 @@ def run_evaluation(
     return RunOutcome(params.evaluation, status, exit_code, final, message, duration)
 
 
-def _run_one(args: tuple[str, str, bool]) -> RunOutcome:
-    params_path, output_dir, skip_unchanged = args
+def _run_one(args: tuple[str, str, bool, bool]) -> RunOutcome:
+    params_path, output_dir, skip_unchanged, single_thread = args
+    if single_thread:  # runs side by side: one BLAS thread per kernel avoids oversubscription
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
     try:
         return run_evaluation(params_path, output_dir=output_dir, skip_unchanged=skip_unchanged)
     except Exception as exc:  # a bug in one run must not stop the others
@@ -372,7 +375,7 @@ def run_all(
     if jobs < 1:
         raise InputError(f"--jobs must be at least 1 (found {jobs})", source="lcstats run-all")
     files = params_files(folder)
-    tasks = [(str(f), str(output_dir), skip_unchanged) for f in files]
+    tasks = [(str(f), str(output_dir), skip_unchanged, jobs > 1) for f in files]
     outcomes: dict[int, RunOutcome] = {}
     with ProcessPoolExecutor(
         max_workers=jobs, mp_context=get_context("spawn"), max_tasks_per_child=1

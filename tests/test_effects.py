@@ -733,3 +733,18 @@ def test_a_level_with_no_comparison_is_named(data):
     # trimming leaves them out instead, and says so
     est = fit(bad, "aipw", covariates=["x1", "cohort"], trim=(0.01, 0.99))
     assert est.n_trimmed >= 3
+
+
+def test_a_learner_dominating_the_weights_is_flagged():
+    rng = np.random.default_rng(1)
+    n = 1500
+    x = rng.normal(size=n)
+    x[0] = 6.0  # far outside the coached learners' range
+    t = (rng.random(n) < 1 / (1 + np.exp(0.3 + 1.3 * x))).astype(int)
+    t[0] = 1
+    df = pd.DataFrame({"y": 0.5 * t + 0.3 * x + rng.normal(0, 0.3, n), "t": t, "x": x})
+    for method in ("ipw", "aipw"):
+        est = estimate_effect(df, outcome="y", treatment="t", covariates=["x"], method=method)
+        assert any("carries" in note and "coached group's weight" in note for note in est.notes)
+    calm = estimate_effect(df.iloc[1:], outcome="y", treatment="t", covariates=["x"], method="ipw")
+    assert not any("carries" in note for note in calm.notes)
