@@ -32,14 +32,20 @@ It prints a table of medians (with min and max) and the ratio whole evaluation /
 
 ``--profile`` adds where the time goes: import times of the CLI process and of the kernel
 (``python -X importtime``), the evaluation's steps run in one plain Python process (what the
-statistics themselves cost), figure rendering with and without ``bbox_inches="tight"``, and
+statistics themselves cost) and figure rendering with and without ``bbox_inches="tight"``.
+
 ``--what-if`` runs the whole CLI with tooling changes applied from outside the package (a wrapper
-process that monkeypatches; nothing in ``lcstats/`` is edited), to measure what each would save.
+process that monkeypatches; nothing in ``lcstats/`` is edited), to measure what they would save:
+no ``rfc3987_syntax`` import (jsonschema then skips the ``iri`` format checks, which nbformat's
+schemas never use); papermill's kernel shutdown ``"immediate"``; the kernel started before the
+CLI's imports and pre-flight, importing lcstats meanwhile (``km=`` passed through papermill to
+nbclient); the CLI's validated tables handed to the kernel as a pickle instead of read and
+validated again; figures saved without ``bbox_inches="tight"``; one BLAS thread; all together.
 
 Usage::
 
     .venv/bin/python benchmarks/run_speed.py                 # 5 repeats
-    .venv/bin/python benchmarks/run_speed.py --repeats 9 --profile --what-if
+    .venv/bin/python benchmarks/run_speed.py --repeats 9 --profile --what-if --what-if-repeats 5
 """
 
 from __future__ import annotations
@@ -341,6 +347,9 @@ WRAPPER = r"""
 import os, pickle, sys
 params, out, flags = sys.argv[1], sys.argv[2], set(sys.argv[3].split(","))
 handoff = os.path.join(out, "programme.pickle")  # the validated tables, CLI -> kernel
+if "blas1" in flags:  # the kernel inherits this: one BLAS thread, no oversubscribed cores
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
 km = None
 if "prestart" in flags:  # start the kernel first and let it import lcstats while the CLI works
     from jupyter_client.manager import AsyncKernelManager
@@ -404,7 +413,8 @@ VARIANTS = (
     ("kernel started first, imports overlap the CLI", "prestart"),
     ("+ validated tables handed to the kernel", "prestart,handoff"),
     ("+ figures without bbox_inches='tight'", "prestart,handoff,notight"),
-    ("all of the above", "no-rfc3987,immediate,prestart,handoff,notight"),
+    ("one BLAS thread (OPENBLAS_NUM_THREADS=1)", "blas1"),
+    ("all of the above", "no-rfc3987,immediate,prestart,handoff,notight,blas1"),
 )
 
 
@@ -425,6 +435,7 @@ def main() -> None:
     ap.add_argument("--no-warmup", action="store_true", help="skip the unrecorded first runs")
     ap.add_argument("--profile", action="store_true", help="imports, in-process steps, figures")
     ap.add_argument("--what-if", action="store_true", help="measure tooling changes (wrapper)")
+    ap.add_argument("--what-if-repeats", type=int, default=None, help="default: repeats / 2, >= 3")
     args = ap.parse_args()
 
     print(
@@ -498,7 +509,7 @@ def main() -> None:
             "same, figures saved without bbox_inches='tight'",
         )
     if args.what_if:
-        reps = max(3, args.repeats // 2)
+        reps = args.what_if_repeats or max(3, args.repeats // 2)
         _table(what_if(args.params, reps), f"what if (whole evaluation, medians of {reps})")
         print(f"load average at end: {loadavg()}")
 
