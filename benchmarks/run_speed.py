@@ -5,21 +5,25 @@ Issue 5.7: "a run costs what its statistics cost, not what the tooling costs". T
 
 (a) ``lcstats run params/example.yaml --output-dir <tmp>`` as a subprocess, timed by wall clock,
     and broken down into steps with the timestamps papermill records in the executed notebook
-    (``metadata.papermill`` of the notebook and of every cell):
+    (``metadata.papermill`` of the notebook and of every cell). The run starts the kernel first
+    (it imports the statistics libraries while the CLI checks the inputs), so the first two
+    steps overlap on the machine's two cores:
 
     ======================================  =====================================================
     CLI start + params/data pre-flight      process start -> papermill's notebook start
-                                            (imports, params, load_programme, fingerprints)
-    kernel start                            notebook start -> first cell start
+                                            (imports, params, inputs read and validated, handed
+                                            over; the kernel starts meanwhile)
+    waiting for the kernel                  notebook start -> first cell start (what is left
+                                            of the kernel's start and imports)
     parameters cells                        cells before the first ``## `` heading
-    data load and validation (in kernel)    cells under "## 1. Load and validate ..." (includes
-                                            the kernel's ``import lcstats``)
+    data load (in kernel)                   cells under "## 1. Load and validate ..." (the
+                                            validated tables taken over, learner outcomes)
     estimation                              cells under "## 2. Effects ..."
     diagnostics                             cells under "## 3. How far to trust them"
     plotting + HTML report                  cells under "## 4. Results and report"
     kernel shutdown                         last cell end -> papermill's notebook end
-    after papermill                         notebook end -> process exit (privacy gate,
-                                            run.json, ledger, interpreter exit)
+    after papermill                         notebook end -> process exit (kernel stop, privacy
+                                            gate, run.json, ledger, interpreter exit)
     ======================================  =====================================================
 
     Cells are mapped to steps by their section heading (keywords, else position).
@@ -31,21 +35,13 @@ Issue 5.7: "a run costs what its statistics cost, not what the tooling costs". T
 It prints a table of medians (with min and max) and the ratio whole evaluation / bare pair.
 
 ``--profile`` adds where the time goes: import times of the CLI process and of the kernel
-(``python -X importtime``), the evaluation's steps run in one plain Python process (what the
-statistics themselves cost) and figure rendering with and without ``bbox_inches="tight"``.
-
-``--what-if`` runs the whole CLI with tooling changes applied from outside the package (a wrapper
-process that monkeypatches; nothing in ``lcstats/`` is edited), to measure what they would save:
-no ``rfc3987_syntax`` import (jsonschema then skips the ``iri`` format checks, which nbformat's
-schemas never use); papermill's kernel shutdown ``"immediate"``; the kernel started before the
-CLI's imports and pre-flight, importing lcstats meanwhile (``km=`` passed through papermill to
-nbclient); the CLI's validated tables handed to the kernel as a pickle instead of read and
-validated again; figures saved without ``bbox_inches="tight"``; one BLAS thread; all together.
+(``python -X importtime``) and the evaluation's steps run in one plain Python process (what the
+statistics themselves cost).
 
 Usage::
 
     .venv/bin/python benchmarks/run_speed.py                 # 5 repeats
-    .venv/bin/python benchmarks/run_speed.py --repeats 9 --profile --what-if --what-if-repeats 5
+    .venv/bin/python benchmarks/run_speed.py --repeats 9 --profile
 """
 
 from __future__ import annotations
@@ -71,9 +67,9 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 
 STEPS = (
     "CLI start + params/data pre-flight",
-    "kernel start",
+    "waiting for the kernel",
     "parameters cells",
-    "data load and validation (in kernel)",
+    "data load (in kernel)",
     "estimation",
     "diagnostics",
     "plotting + HTML report",
@@ -81,7 +77,7 @@ STEPS = (
     "after papermill (gate, run.json, exit)",
 )
 SECTIONS = (  # (step, keywords of its heading), in notebook order
-    ("data load and validation (in kernel)", ("load", "valid", "input")),
+    ("data load (in kernel)", ("load", "valid", "input")),
     ("estimation", ("effect", "estimat")),
     ("diagnostics", ("trust", "diagnos", "balance")),
     ("plotting + HTML report", ("report", "result")),
@@ -138,14 +134,14 @@ def notebook_steps(nb_path: Path, t_start: float, t_end: float) -> dict[str, flo
         spans[section] = [min(lo, a), max(hi, b)]
     steps: dict = {s: 0.0 for s in STEPS}
     steps["CLI start + params/data pre-flight"] = nb_start - t_start
-    steps["kernel start"] = (first_cell if first_cell is not None else t_end) - nb_start
+    steps["waiting for the kernel"] = (first_cell if first_cell is not None else t_end) - nb_start
     for name, (a, b) in spans.items():
         steps[name] = b - a
     if nb_end is not None and last_cell is not None:
         steps["kernel shutdown"] = nb_end - last_cell
         steps["after papermill (gate, run.json, exit)"] = t_end - nb_end
     else:
-        steps["stopped in"] = running or ("kernel start" if first_cell is None else "?")
+        steps["stopped in"] = running or ("waiting for the kernel" if first_cell is None else "?")
     return steps
 
 
@@ -275,10 +271,7 @@ from lcstats.report import build_report
 from lcstats.results import results_document, write_results
 T["import lcstats.report, .results"] = time.perf_counter() - t; t = time.perf_counter()
 params = lc.load_params(sys.argv[1])
-programme = lc.load_programme(
-    params.learners, params.action_items, params.skill_assessments, columns=params.columns,
-    scale=(params.scale_min, params.scale_max),
-    required_learner_columns=(params.treatment, *params.covariates, *([params.cluster] if params.cluster else [])))
+programme = lc.load_inputs(params)
 T["load_programme (read + validate)"] = time.perf_counter() - t; t = time.perf_counter()
 outcomes = lc.learner_outcomes(programme, as_of=params.as_of)
 T["learner_outcomes"] = time.perf_counter() - t; t = time.perf_counter()
@@ -294,15 +287,6 @@ write_results(results_document(params=params, programme=programme, outcomes=outc
     effects=effects, diagnostics=diagnostics), out)
 T["results.json"] = time.perf_counter() - t; t = time.perf_counter()
 import lcstats.report as rep
-if "notight" in sys.argv[2:]:
-    import base64, io
-    import matplotlib.pyplot as plt
-    def figure_uri(fig, *, dpi=90):
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-        plt.close(fig)
-        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-    rep.figure_uri = figure_uri
 render = [0.0]
 original = rep.figure_uri
 def timed_uri(fig, **kw):
@@ -325,12 +309,12 @@ print(json.dumps(T))
 """
 
 
-def step_profile(params: Path, repeats: int, *flags: str) -> dict[str, list[float]]:
+def step_profile(params: Path, repeats: int) -> dict[str, list[float]]:
     """The evaluation's steps in one plain Python process (no papermill, no kernel)."""
     rows: dict[str, list[float]] = {}
     for _ in range(repeats):
         proc = subprocess.run(
-            [PYTHON, "-c", STEP_CODE, str(params), *flags],
+            [PYTHON, "-c", STEP_CODE, str(params)],
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -342,100 +326,12 @@ def step_profile(params: Path, repeats: int, *flags: str) -> dict[str, list[floa
     return rows
 
 
-# A wrapper around `lcstats run` that applies tooling changes from outside the package.
-WRAPPER = r"""
-import os, pickle, sys
-params, out, flags = sys.argv[1], sys.argv[2], set(sys.argv[3].split(","))
-handoff = os.path.join(out, "programme.pickle")  # the validated tables, CLI -> kernel
-if "blas1" in flags:  # the kernel inherits this: one BLAS thread, no oversubscribed cores
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
-km = None
-if "prestart" in flags:  # start the kernel first and let it import lcstats while the CLI works
-    from jupyter_client.manager import AsyncKernelManager
-    from jupyter_core.utils import run_sync
-    km = AsyncKernelManager(kernel_name="lcstats")
-    run_sync(km.start_kernel)(cwd=NOTEBOOK_DIR)
-    warm = km.client()
-    warm.start_channels()
-    code = "import lcstats, lcstats.report, lcstats.results\n"
-    if "handoff" in flags:  # the notebook's load_programme reads the CLI's validated tables
-        code += (
-            "import pickle\n"
-            "def _validated(*args, **kwargs):\n"
-            f"    with open({handoff!r}, 'rb') as fh:\n"
-            "        return pickle.load(fh)\n"
-            "lcstats.load_programme = _validated\n"
-        )
-    if "notight" in flags:  # figures saved without bbox_inches='tight' (one draw, not two)
-        code += (
-            "import base64, io, matplotlib.pyplot as plt\n"
-            "def _uri(fig, *, dpi=90):\n"
-            "    buf = io.BytesIO()\n"
-            "    fig.savefig(buf, format='png', dpi=dpi, metadata={'Software': None})\n"
-            "    plt.close(fig)\n"
-            "    return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()\n"
-            "lcstats.report.figure_uri = _uri\n"
-        )
-    warm.execute(code, silent=True)
-if "no-rfc3987" in flags:  # jsonschema skips the 'iri' format checks nbformat never uses
-    sys.modules["rfc3987_syntax"] = None
-import papermill
-execute = papermill.execute_notebook
-def patched(*args, **kwargs):
-    if "immediate" in flags:
-        kwargs["shutdown_kernel"] = "immediate"
-    if km is not None:
-        kwargs["km"] = km
-    return execute(*args, **kwargs)
-papermill.execute_notebook = patched
-import lcstats.runner
-if "handoff" in flags:
-    preflight = lcstats.runner.preflight
-    def handing_off(p):
-        hashes, programme = preflight(p)
-        with open(handoff, "wb") as fh:
-            pickle.dump(programme, fh, protocol=5)
-        return hashes, programme
-    lcstats.runner.preflight = handing_off
-from lcstats.cli import main
-rc = main(["run", params, "--output-dir", out])
-if km is not None:  # papermill leaves a kernel it did not start running
-    warm.stop_channels()
-    run_sync(km.shutdown_kernel)(now="immediate" in flags)
-sys.exit(rc)
-""".replace("NOTEBOOK_DIR", repr(str(NOTEBOOK_DIR)))
-
-VARIANTS = (
-    ("as today (wrapper, no change)", "none"),
-    ("no rfc3987_syntax in the CLI process", "no-rfc3987"),
-    ("kernel shutdown 'immediate'", "immediate"),
-    ("kernel started first, imports overlap the CLI", "prestart"),
-    ("+ validated tables handed to the kernel", "prestart,handoff"),
-    ("+ figures without bbox_inches='tight'", "prestart,handoff,notight"),
-    ("one BLAS thread (OPENBLAS_NUM_THREADS=1)", "blas1"),
-    ("all of the above", "no-rfc3987,immediate,prestart,handoff,notight,blas1"),
-)
-
-
-def what_if(params: Path, repeats: int) -> dict[str, list[float]]:
-    rows: dict[str, list[float]] = {name: [] for name, _ in VARIANTS}
-    for _ in range(repeats):
-        for name, flags in VARIANTS:
-            with tempfile.TemporaryDirectory(prefix="lcstats-whatif-") as tmp:
-                cmd = [PYTHON, "-c", WRAPPER, str(params), tmp, flags]
-                rows[name].append(run_evaluation(params, Path(tmp), cmd)["whole evaluation"])
-    return rows
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=5, help="runs of each (default 5)")
     ap.add_argument("--params", type=Path, default=ROOT / "params" / "example.yaml")
     ap.add_argument("--no-warmup", action="store_true", help="skip the unrecorded first runs")
     ap.add_argument("--profile", action="store_true", help="imports, in-process steps, figures")
-    ap.add_argument("--what-if", action="store_true", help="measure tooling changes (wrapper)")
-    ap.add_argument("--what-if-repeats", type=int, default=None, help="default: repeats / 2, >= 3")
     args = ap.parse_args()
 
     print(
@@ -476,22 +372,13 @@ def main() -> None:
 
     if args.profile:
         reps = max(3, args.repeats // 2)
-        cli_code = "import lcstats.cli, lcstats.runner, lcstats.params, lcstats.load, papermill"
+        cli_code = "import lcstats.cli, lcstats.runner, lcstats.inputs, lcstats.load, papermill"
         for label, code, pre in (
-            ("CLI process imports (before pre-flight)", cli_code, ""),
+            ("CLI process imports (lcstats.runner blocks rfc3987_syntax)", cli_code, ""),
+            ("  until the kernel is started", "import lcstats.cli, lcstats.runner", ""),
             (
-                "  same, without rfc3987_syntax",
-                cli_code,
-                "import sys; sys.modules['rfc3987_syntax'] = None; ",
-            ),
-            (
-                "  what pre-flight needs (no statsmodels)",
-                "import pandas, pandera.pandas, pydantic, yaml, papermill",
-                "import sys; sys.modules['rfc3987_syntax'] = None; ",
-            ),
-            (
-                "kernel imports (lcstats, report, results)",
-                "import lcstats, lcstats.report, lcstats.results",
+                "kernel's warm-up imports",
+                "from lcstats.kernel import WARM_IMPORTS; exec(WARM_IMPORTS)",
                 "",
             ),
             ("ipykernel start-up imports", "import ipykernel.kernelapp", ""),
@@ -503,15 +390,6 @@ def main() -> None:
                     print(f"    {mod:<20} {cums[mod]:6.2f} s (cumulative, -X importtime)")
         rows = step_profile(args.params, reps)
         _table(rows, f"the evaluation's steps in one plain Python process, medians of {reps}")
-        rows_nt = step_profile(args.params, reps, "notight")
-        _table(
-            {k: v for k, v in rows_nt.items() if "report" in k or "figure" in k},
-            "same, figures saved without bbox_inches='tight'",
-        )
-    if args.what_if:
-        reps = args.what_if_repeats or max(3, args.repeats // 2)
-        _table(what_if(args.params, reps), f"what if (whole evaluation, medians of {reps})")
-        print(f"load average at end: {loadavg()}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
+from statsmodels.regression.linear_model import OLS
 
 from lcstats.analysis import EffectSet, outcome_covariates
 from lcstats.balance import Balance, Overlap, balance_table, overlap_summary, propensity_scores
@@ -153,7 +153,7 @@ def outcome_residuals(
     rows = []
     for flag, group in ((1, "coached"), (0, "not coached")):
         mask = t == flag
-        res = sm.OLS(y[mask], x[mask]).fit()
+        res = OLS(y[mask], x[mask]).fit()
         rows.append(
             pd.DataFrame({"group": group, "fitted": res.fittedvalues, "residual": res.resid})
         )

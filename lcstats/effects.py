@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from scipy import stats
+from statsmodels.discrete.discrete_model import Logit
+from statsmodels.regression.linear_model import OLS
 from statsmodels.tools.sm_exceptions import (
     ConvergenceWarning,
     PerfectSeparationWarning,
@@ -263,7 +264,7 @@ def fit_propensity(
         warnings.simplefilter("error", PerfectSeparationWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)
         try:
-            res = sm.Logit(treated, x, check_rank=False).fit(disp=0, method="newton", maxiter=100)
+            res = Logit(treated, x, check_rank=False).fit(disp=0, method="newton", maxiter=100)
         except PerfectSeparationWarning:
             if not allow_extreme:
                 raise EstimationError(
@@ -271,7 +272,7 @@ def fit_propensity(
                     "uncoached learners). Remove the covariate that decides who was coached"
                 ) from None
             warnings.simplefilter("ignore", PerfectSeparationWarning)
-            res = sm.Logit(treated, x, check_rank=False).fit(disp=0, method="newton", maxiter=100)
+            res = Logit(treated, x, check_rank=False).fit(disp=0, method="newton", maxiter=100)
         except np.linalg.LinAlgError as exc:
             raise EstimationError(
                 "the covariates predict coaching perfectly (no overlap between coached and "
@@ -311,7 +312,7 @@ def fit_outcome(
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SingularMatrixWarning)
-        res = sm.OLS(y[mask], x[mask]).fit()
+        res = OLS(y[mask], x[mask]).fit()
     if res.model.rank < rank:
         sub = x[mask]
         constant = [n for j, n in enumerate(names) if n != "const" and np.ptp(sub[:, j]) == 0]

@@ -7,8 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 LEDGER_NAME = "runs.sqlite"
 SCHEMA = """
@@ -81,6 +84,8 @@ def last_success(root: str | Path, evaluation: str) -> RunRecord | None:
 
 def list_runs(root: str | Path, *, evaluation: str | None = None, limit: int = 50) -> pd.DataFrame:
     """The ledger as a table, newest first."""
+    import pandas as pd
+
     path = Path(root) / LEDGER_NAME
     columns = list(RunRecord.__dataclass_fields__)
     if not path.exists():

@@ -11,10 +11,21 @@ from pathlib import Path
 import pytest
 
 from lcstats.cli import main
-from lcstats.runner import identifier_leaks, run_evaluation
+from lcstats.runner import HANDOVER_FILE, identifier_leaks, run_evaluation
 from tests.conftest import write_params
 
 LCSTATS = Path(sys.executable).parent / "lcstats"
+
+
+def kernels_left() -> list[str]:
+    """Command lines of this process's children that are Jupyter kernels."""
+    import psutil
+
+    return [
+        " ".join(c.cmdline())
+        for c in psutil.Process().children(recursive=True)
+        if "ipykernel" in " ".join(c.cmdline())
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +46,8 @@ def test_run_writes_a_complete_run_folder(good_run):
         assert (run_dir / name).is_file(), name
     assert (run_dir.parent / "latest").resolve() == run_dir.resolve()
     assert not list(run_dir.parent.glob(".*.partial"))
+    assert not (run_dir / HANDOVER_FILE).exists()  # the validated tables do not outlive the run
+    assert kernels_left() == []
 
 
 def test_results_hold_finite_estimates_with_intervals_for_both_outcomes(good_run):
@@ -79,13 +92,16 @@ def test_report_is_self_contained_and_shows_no_identifier(good_run, small_progra
     assert "Executive summary" in html
 
 
-def test_invalid_params_exit_2_before_any_kernel(tmp_path, small_programme_dir, capsys):
+def test_invalid_params_exit_2_with_no_run_folder_and_no_kernel_left(
+    tmp_path, small_programme_dir, capsys
+):
     params = write_params(tmp_path / "bad.yaml", small_programme_dir, alhpa=0.1)
     code = main(["run", str(params), "--output-dir", str(tmp_path / "reports")])
     err = capsys.readouterr().err
     assert code == 2
     assert "unknown parameter 'alhpa'" in err and "did you mean 'alpha'" in err
     assert not (tmp_path / "reports").exists()
+    assert kernels_left() == []
 
 
 def test_no_comparison_group_fails_in_kernel_with_exit_2_and_keeps_latest(
@@ -112,6 +128,8 @@ def test_no_comparison_group_fails_in_kernel_with_exit_2_and_keeps_latest(
     assert (failed.run_dir / "evaluation.ipynb").is_file()  # partly executed, kept for analysts
     assert json.loads((failed.run_dir / "run.json").read_text())["status"] == "invalid"
     assert (reports / "small" / "latest").resolve() == before
+    assert not (failed.run_dir / HANDOVER_FILE).exists()
+    assert kernels_left() == []
 
 
 def test_identifier_leaks_finds_whole_words_only():
@@ -191,3 +209,40 @@ def test_run_all_runs_each_file_and_reports_failures(tmp_path, small_programme_d
     assert any(line.split()[:2] == ["b", "invalid"] for line in lines)
     assert "[2/2]" in captured.err
     assert (tmp_path / "reports" / "a" / "latest" / "report.html").is_file()
+
+
+def test_killed_run_leaves_nothing_that_blocks_the_next_and_no_kernel(
+    tmp_path, small_programme_dir
+):
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    params = write_params(tmp_path / "killed.yaml", small_programme_dir, evaluation="killed")
+    reports = tmp_path / "reports"
+    proc = subprocess.Popen(
+        [str(LCSTATS), "run", str(params), "--output-dir", str(reports)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list((reports / "killed").glob(f".*.partial/{HANDOVER_FILE}")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never got going"
+        time.sleep(0.05)
+    kernels = [
+        c for c in psutil.Process(proc.pid).children() if "ipykernel" in " ".join(c.cmdline())
+    ]
+    assert kernels, "the run's kernel should be running by now"
+    os.kill(proc.pid, signal.SIGKILL)  # mid-run, as an out-of-memory killer or a timeout would
+    proc.wait()
+    _, alive = psutil.wait_procs(kernels, timeout=30)  # the kernel notices its parent is gone
+    assert alive == []
+    assert not (reports / "killed" / "latest").exists()
+    assert not list((reports / "killed").glob("*/report.html"))  # nothing half-published
+
+    outcome = run_evaluation(params, output_dir=reports)
+    assert outcome.status == "succeeded", outcome.message
+    assert (reports / "killed" / "latest").resolve() == outcome.run_dir.resolve()

@@ -33,7 +33,8 @@ min_group_size: int = 5  # smallest group the report may show
 followed_through_share: float = 0.8  # a learner "followed through" when at least this share of items was on time
 trim = None  # None or [low, high]: leave out learners whose chance of coaching is outside it (e.g. [0.05, 0.95])
 output_dir: str = "../reports/interactive"  # where results.json and report.html are written (set by lcstats run)
-run_id: str = "interactive"  # identifier of this run (set by lcstats run)'''
+run_id: str = "interactive"  # identifier of this run (set by lcstats run)
+prepared_inputs = None  # None, or the tables lcstats run has already validated (set by lcstats run)'''
 
 SETUP = '''from pathlib import Path
 
@@ -44,12 +45,7 @@ params = lc.params.parse_params(
     source="notebook parameters",
     base_dir=Path.cwd(),
 )
-programme = lc.load_programme(
-    params.learners, params.action_items, params.skill_assessments,
-    columns=params.columns,
-    scale=(params.scale_min, params.scale_max),
-    required_learner_columns=(params.treatment, *params.covariates, *([params.cluster] if params.cluster else [])),
-)
+programme = lc.load_inputs(params, prepared=prepared_inputs)
 outcomes = lc.learner_outcomes(programme, as_of=params.as_of)'''
 
 
