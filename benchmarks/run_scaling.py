@@ -282,10 +282,7 @@ lc = step("imports", imports)
 from lcstats.report import build_report
 from lcstats.results import results_document, write_results
 params = lc.load_params(sys.argv[1])
-needed = (params.treatment, *params.covariates, *([params.cluster] if params.cluster else []))
-programme = step("load_programme", lambda: lc.load_programme(
-    params.learners, params.action_items, params.skill_assessments, columns=params.columns,
-    scale=(params.scale_min, params.scale_max), required_learner_columns=needed))
+programme = step("load_programme", lambda: lc.load_inputs(params))
 outcomes = step("learner_outcomes", lambda: lc.learner_outcomes(programme, as_of=params.as_of))
 effects = step("estimate_effects", lambda: lc.estimate_effects(
     outcomes, treatment=params.treatment, covariates=params.covariates, methods=params.methods,

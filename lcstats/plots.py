@@ -1,5 +1,14 @@
 """Figures for notebooks and the report. Each takes results (never raw data to re-estimate from),
-accepts ``ax=None`` where it draws one panel, and returns the matplotlib figure."""
+accepts ``ax=None`` where it draws one panel, and returns the matplotlib figure.
+
+A figure made here is laid out once, when it is made (`lay_out`: the tight layout computed and
+applied as subplot parameters), and carries no layout engine: ``savefig`` (or a notebook) then
+draws it once. With ``bbox_inches="tight"`` or any layout engine on the figure (including the
+placeholder that ``Figure.tight_layout`` leaves behind), ``savefig`` draws every figure twice.
+A panel drawn on a caller's axes leaves the layout of the caller's figure to the caller (call
+`lay_out` once all panels are drawn). Bars and heatmaps are drawn with matplotlib itself:
+seaborn's heatmap draws the whole figure once more to check its tick labels.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +16,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import TightLayoutEngine
 
 from lcstats.options import OUTCOME_LABELS
 
@@ -31,11 +42,153 @@ SCALE = {
 }
 
 
-def _style() -> None:
+BAR_SATURATION = 0.75  # seaborn's bar colours: the palette slightly desaturated
+
+
+def set_style() -> None:
+    """The house style (seaborn's whitegrid theme, colour-blind palette), set globally.
+
+    Every figure function sets it; set it before making axes of your own to pass as ``ax``.
+    """
     # text.parse_math off: labels come from the data, and '$' must print as a dollar sign
     sns.set_theme(
         style="whitegrid", context="notebook", palette=PALETTE, rc={"text.parse_math": False}
     )
+
+
+def _title(ax: Axes, text: str, **kwargs) -> None:
+    """``ax.set_title`` at a fixed height (just above the axes, as with nothing on top of them):
+    left to place it, matplotlib measures the whole y axis once per title in every layout and
+    draw, a tenth of the figure's time. No figure here has tick labels above its axes."""
+    ax.set_title(text, y=1.0, **kwargs)
+
+
+def lay_out(fig: Figure, *, pad: float = 1.08) -> Figure:
+    """Fit the figure's axes, labels, titles and legends inside it, once, and return it.
+
+    The same layout as ``Figure.tight_layout`` (in figure fractions, so it holds at any dpi), but
+    the figure is left without a layout engine, so that saving it draws it only once. (``rect=None``:
+    the engine's default rectangle, the whole figure, makes it measure everything twice.)
+
+    A tight layout counts only the height of titles and the x axis label, not their width, and
+    nothing trims the saved image to its content any more (``bbox_inches="tight"``): a title or
+    label that would run off the figure is wrapped onto more lines and the layout done again.
+    """
+    engine = TightLayoutEngine(pad=pad, rect=None)
+    engine.execute(fig)
+    for _ in range(3):
+        if not _wrap_overflowing_text(fig):
+            break
+        engine.execute(fig)
+    return fig
+
+
+def _fill(text: str, width: int) -> str:
+    """`textwrap.fill` to at most `width` characters a line, in as few lines as that takes but
+    with their lengths balanced (no last line of one word).
+
+    >>> print(_fill("Coached learners did 62% of their action items on time, others 44%", 60))
+    Coached learners did 62% of their
+    action items on time, others 44%
+    """
+    import math
+    import textwrap
+
+    n_lines = len(textwrap.wrap(text, width)) or 1
+    for chars in range(min(width, math.ceil(len(text) / n_lines)), width + 1):
+        lines = textwrap.wrap(text, chars)
+        if len(lines) <= n_lines:
+            return "\n".join(lines)
+    return textwrap.fill(text, width)
+
+
+def _wrap_overflowing_text(fig: Figure, margin: float = 4.0) -> bool:
+    """Wrap titles, axis labels and figure texts that run past an edge of the figure (`margin`
+    pixels inside it) along their length; True if any text changed."""
+    from matplotlib.text import Text
+
+    texts = list(fig.texts)
+    for ax in fig.axes:
+        annotations = set(ax.texts)
+        texts += [c for c in ax.get_children() if isinstance(c, Text) and c not in annotations]
+        texts += [ax.xaxis.label, ax.yaxis.label]
+    changed = False
+    for text in texts:
+        content = text.get_text()
+        rotation = text.get_rotation() % 360
+        if not content or not text.get_visible() or rotation not in (0, 90):
+            continue
+        box = text.get_window_extent()
+        if rotation == 0:  # along x, aligned as set
+            low, high, size, align = box.x0, box.x1, fig.bbox.width, text.get_ha()
+        else:  # an upright label along y, centred
+            low, high, size, align = box.y0, box.y1, fig.bbox.height, "center"
+        if low >= 0 and high <= size:
+            continue
+        if align == "left":
+            room = size - margin - low
+        elif align == "right":
+            room = high - margin
+        else:
+            centre = (low + high) / 2
+            room = 2 * min(centre - margin, size - margin - centre)
+        lines = content.splitlines()
+        chars = int(max(len(line) for line in lines) * room / (high - low))
+        if chars < 12:  # no room to speak of: leave it rather than one word a line
+            continue
+        wrapped = "\n".join(_fill(line, chars) for line in lines)
+        if wrapped != content:
+            text.set_text(wrapped)
+            changed = True
+    return changed
+
+
+def _finish(fig: Figure, owned: bool) -> Figure:
+    """Lay out a figure made here; a caller's figure is the caller's to lay out."""
+    return lay_out(fig) if owned else fig
+
+
+def _grouped_bars(
+    ax: Axes,
+    frame: pd.DataFrame,
+    *,
+    category: str,
+    value: str,
+    hue: str,
+    colours: Sequence,
+    horizontal: bool = False,
+    width: float = 0.8,
+) -> None:
+    """Side-by-side bars of `value` by `category`, one bar per `hue` level (both in order of
+    appearance, as seaborn orders them); missing values are gaps. Each level is one container,
+    labelled for the legend."""
+    categories = list(dict.fromkeys(frame[category]))
+    levels = list(dict.fromkeys(frame[hue]))
+    where = {c: i for i, c in enumerate(categories)}
+    step = width / max(len(levels), 1)
+    for j, (level, colour) in enumerate(zip(levels, colours, strict=False)):
+        part = frame[(frame[hue] == level) & frame[value].notna()]
+        at = (
+            np.array([where[c] for c in part[category]], dtype=float) - width / 2 + step * (j + 0.5)
+        )
+        bar = ax.barh if horizontal else ax.bar
+        bar(
+            at,
+            part[value].astype(float).to_numpy(),
+            step,
+            color=sns.desaturate(colour, BAR_SATURATION),
+            label=str(level),
+        )
+    ticks = range(len(categories))
+    labels = [str(c) for c in categories]
+    if horizontal:
+        ax.set_yticks(ticks, labels)
+        ax.set_ylim(len(categories) - 0.5, -0.5)  # first category at the top
+        ax.yaxis.grid(False)
+    else:
+        ax.set_xticks(ticks, labels)
+        ax.set_xlim(-0.5, len(categories) - 0.5)
+        ax.xaxis.grid(False)
 
 
 def forest_plot(estimates: pd.DataFrame, *, title: str | None = None) -> Figure:
@@ -48,37 +201,46 @@ def forest_plot(estimates: pd.DataFrame, *, title: str | None = None) -> Figure:
     title : str, optional
         Figure title; should state the finding.
     """
-    _style()
+    set_style()
     outcomes = list(dict.fromkeys(estimates["outcome"]))
+    methods = {o: tuple(estimates.loc[estimates["outcome"] == o, "method"]) for o in outcomes}
+    same_rows = len(set(methods.values())) == 1  # then the method labels are shown once, left
     fig, axes = plt.subplots(
-        1, len(outcomes), figsize=(5.2 * len(outcomes), 0.6 * 4 + 1.6), squeeze=False
+        1,
+        len(outcomes),
+        figsize=(5.2 * len(outcomes), 0.6 * 4 + 1.6),
+        squeeze=False,
+        sharey=same_rows,
     )
     for ax, outcome in zip(axes[0], outcomes, strict=True):
         rows = estimates[estimates["outcome"] == outcome].reset_index(drop=True)
         factor, unit = SCALE.get(outcome, (1.0, rows["units"].iloc[0]))
-        ypos = range(len(rows))[::-1]
-        for y, (_, r) in zip(ypos, rows.iterrows(), strict=True):
-            colour = PALETTE[0] if r["method"] != "difference" else PALETTE[7]
-            ax.errorbar(
-                r["estimate"] * factor,
-                y,
-                xerr=[
-                    [(r["estimate"] - r["ci_low"]) * factor],
-                    [(r["ci_high"] - r["estimate"]) * factor],
-                ],
-                fmt="o",
-                color=colour,
-                capsize=4,
-                markersize=7,
-            )
+        ypos = np.arange(len(rows))[::-1]
+        raw = (rows["method"] == "difference").to_numpy()
+        for mask, colour in ((raw, PALETTE[7]), (~raw, PALETTE[0])):  # one call per colour
+            if mask.any():
+                part = rows[mask]
+                ax.errorbar(
+                    part["estimate"] * factor,
+                    ypos[mask],
+                    xerr=[
+                        (part["estimate"] - part["ci_low"]) * factor,
+                        (part["ci_high"] - part["estimate"]) * factor,
+                    ],
+                    fmt="o",
+                    color=colour,
+                    capsize=4,
+                    markersize=7,
+                )
         ax.axvline(0, color="0.3", lw=1, ls="--")
         ax.set_yticks(list(ypos), [METHOD_LABELS.get(m, m) for m in rows["method"]])
+        ax.set_ylim(-0.5, len(rows) - 0.5)
         ax.set_xlabel(f"Effect of coaching ({unit})")
-        ax.set_title(OUTCOME_LABELS.get(outcome, outcome), fontsize=11)
+        # wrapped so that the titles of neighbouring panels never run into each other
+        _title(ax, _fill(OUTCOME_LABELS.get(outcome, outcome), 45), fontsize=11)
     if title:
         fig.suptitle(title, fontsize=13, x=0.01, ha="left")
-    fig.tight_layout()
-    return fig
+    return lay_out(fig)
 
 
 def counts_bar(counts: pd.DataFrame, *, by: str, title: str | None = None, ax=None) -> Figure:
@@ -87,21 +249,17 @@ def counts_bar(counts: pd.DataFrame, *, by: str, title: str | None = None, ax=No
     `counts` has the group in column `by` and columns ``coached`` and ``not coached``; hidden
     (suppressed) cells are missing and drawn as gaps.
     """
-    _style()
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 3.2))
-    else:
-        fig = ax.figure
-    long = counts.melt(id_vars=by, var_name="group", value_name="learners").dropna()
-    long["learners"] = long["learners"].astype(float)
-    sns.barplot(long, x=by, y="learners", hue="group", ax=ax, palette=PALETTE[:2])
+    set_style()
+    owned = ax is None
+    fig, ax = _panel(ax, (6.5, 3.2))
+    long = counts.melt(id_vars=by, var_name="group", value_name="learners")
+    _grouped_bars(ax, long, category=by, value="learners", hue="group", colours=PALETTE[:2])
     ax.set_ylabel("Learners")
     ax.set_xlabel(by.replace("_", " ").capitalize())
     if title:
-        ax.set_title(title, fontsize=11, loc="left")
+        _title(ax, _fill(title, 55), fontsize=11, loc="left")
     ax.legend(title=None, frameon=False)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, owned)
 
 
 def close(figures: Sequence[Figure]) -> None:
@@ -152,11 +310,9 @@ def love_plot(balance, *, threshold: float = 0.1, title: str | None = None, ax=N
         cov if level is None else f"{cov}: {level}"
         for cov, level in zip(before["covariate"], before["level"], strict=True)
     ]
-    _style()
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 0.32 * len(labels) + 1.9))
-    else:
-        fig = ax.figure
+    set_style()
+    owned = ax is None
+    fig, ax = _panel(ax, (6.5, 0.32 * len(labels) + 1.9))
     ypos = list(range(len(labels)))[::-1]  # first covariate at the top
     ax.scatter(
         before["smd"].abs(),
@@ -186,9 +342,8 @@ def love_plot(balance, *, threshold: float = 0.1, title: str | None = None, ax=N
     ax.set_xlabel("Absolute standardised mean difference (SD)")
     ax.legend(frameon=False, loc="lower right", fontsize=9)
     text = title if title is not None else balance.reading(threshold)
-    ax.set_title(textwrap.fill(text, 60), fontsize=10, loc="left")
-    fig.tight_layout()
-    return fig
+    _title(ax, textwrap.fill(text, 60), fontsize=10, loc="left")
+    return _finish(fig, owned)
 
 
 def propensity_plot(
@@ -227,17 +382,13 @@ def propensity_plot(
     """
     import textwrap
 
-    import numpy as np
-
     e = np.asarray(propensity, dtype=float).ravel()
     t = np.asarray(treated, dtype=float).ravel()
     if e.shape != t.shape:
         raise ValueError(f"propensity has {e.size} values but treated has {t.size}")
-    _style()
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 3.4))
-    else:
-        fig = ax.figure
+    set_style()
+    owned = ax is None
+    fig, ax = _panel(ax, (6.5, 3.4))
     bins = np.linspace(0, 1, 41)
     for group, label, colour in ((0, "Not coached", PALETTE[7]), (1, "Coached", PALETTE[0])):
         ax.hist(
@@ -259,9 +410,8 @@ def propensity_plot(
     ax.set_ylabel("Density")
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if title:
-        ax.set_title(textwrap.fill(title, 60), fontsize=10, loc="left")
-    fig.tight_layout()
-    return fig
+        _title(ax, textwrap.fill(title, 60), fontsize=10, loc="left")
+    return _finish(fig, owned)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -270,8 +420,7 @@ def propensity_plot(
 
 def _panel(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
     if ax is None:
-        fig, ax = plt.subplots(figsize=size)
-        return fig, ax
+        return plt.subplots(figsize=size)
     return ax.figure, ax
 
 
@@ -289,11 +438,12 @@ def dose_response_plot(dose: DoseResponse, *, ax: Axes | None = None) -> Figure:
     -------
     Figure
     """
-    _style()
+    set_style()
     frame = dose.to_frame()
+    owned = ax is None
     fig, ax = _panel(ax, (6.5, 3.6))
     factor, unit = SCALE.get(dose.outcome, (1.0, "outcome units"))
-    labels = []
+    labels, estimated = [], []
     for x, (_, r) in enumerate(frame.iterrows()):
         n = int(r["n_learners"])
         shown_n = f"n = {n:,}" if n >= dose.min_group_size else f"n < {dose.min_group_size}"
@@ -321,27 +471,29 @@ def dose_response_plot(dose: DoseResponse, *, ax: Axes | None = None) -> Figure:
             )
             ax.plot(x, 0, "x", color="0.4", ms=7)
         else:
-            ax.errorbar(
-                x,
-                r["estimate"] * factor,
-                yerr=[
-                    [(r["estimate"] - r["ci_low"]) * factor],
-                    [(r["ci_high"] - r["estimate"]) * factor],
-                ],
-                fmt="o",
-                color=PALETTE[0],
-                capsize=4,
-                markersize=7,
-            )
+            estimated.append(x)
+    if estimated:  # one call for all estimated bands
+        est = frame.iloc[estimated]
+        ax.errorbar(
+            estimated,
+            est["estimate"] * factor,
+            yerr=[
+                (est["estimate"] - est["ci_low"]) * factor,
+                (est["ci_high"] - est["estimate"]) * factor,
+            ],
+            fmt="o",
+            color=PALETTE[0],
+            capsize=4,
+            markersize=7,
+        )
     ax.axhline(0, color="0.3", lw=1, ls="--")
     ax.set_xticks(range(len(frame)), labels)
     ax.set_xlim(-0.5, len(frame) - 0.5)
     ax.set_xlabel(f"Coaching sessions ({dose.sessions})")
     confidence = round(100 * (1 - dose.alpha))
-    ax.set_ylabel(f"Effect vs uncoached\n({unit}, {confidence}% interval)")
-    ax.set_title(OUTCOME_LABELS.get(dose.outcome, dose.outcome), fontsize=11, loc="left")
-    fig.tight_layout()
-    return fig
+    ax.set_ylabel(f"Effect vs uncoached\n{_fill(f'({unit}, {confidence}% interval)', 34)}")
+    _title(ax, OUTCOME_LABELS.get(dose.outcome, dose.outcome), fontsize=11, loc="left")
+    return _finish(fig, owned)
 
 
 def subgroup_plot(subgroups: SubgroupEffects, *, ax: Axes | None = None) -> Figure:
@@ -364,11 +516,12 @@ def subgroup_plot(subgroups: SubgroupEffects, *, ax: Axes | None = None) -> Figu
     from lcstats.effects import format_p
     from lcstats.heterogeneity import LEVEL_NAMES
 
-    _style()
+    set_style()
     frame = subgroups.to_frame()
     tests = subgroups.heterogeneity_frame().set_index("subgroup_variable")
     variables = list(dict.fromkeys(frame["subgroup_variable"]))
     n_rows = len(frame) + len(variables)
+    owned = ax is None
     fig, ax = _panel(ax, (7.0, 0.34 * n_rows + 1.4))
     factor, unit = SCALE.get(subgroups.outcome, (1.0, "outcome units"))
     y = n_rows
@@ -395,6 +548,7 @@ def subgroup_plot(subgroups: SubgroupEffects, *, ax: Axes | None = None) -> Figu
             fontsize=9,
             color="0.3",
         )
+        rows, ys = [], []
         for _, r in frame[frame["subgroup_variable"] == var].iterrows():
             y -= 1
             ticks.append(y)
@@ -413,12 +567,16 @@ def subgroup_plot(subgroups: SubgroupEffects, *, ax: Axes | None = None) -> Figu
                     color="0.4",
                 )
                 continue
+            rows.append(r)
+            ys.append(y)
+        if rows:  # one call per subgrouping variable
+            est = pd.DataFrame(rows)
             ax.errorbar(
-                r["estimate"] * factor,
-                y,
+                est["estimate"] * factor,
+                ys,
                 xerr=[
-                    [(r["estimate"] - r["ci_low"]) * factor],
-                    [(r["ci_high"] - r["estimate"]) * factor],
+                    (est["estimate"] - est["ci_low"]) * factor,
+                    (est["ci_high"] - est["estimate"]) * factor,
                 ],
                 fmt="o",
                 color=colour,
@@ -435,25 +593,31 @@ def subgroup_plot(subgroups: SubgroupEffects, *, ax: Axes | None = None) -> Figu
     )
     confidence = round(100 * (1 - subgroups.alpha))
     ax.set_xlabel(f"Effect of {treat} ({unit})")
-    ax.set_title(
+    _title(
+        ax,
         f"{OUTCOME_LABELS.get(subgroups.outcome, subgroups.outcome)}\n"
         f"{confidence}% intervals, not adjusted for multiple comparisons",
         fontsize=10,
         loc="left",
     )
-    fig.tight_layout()
-    return fig
+    return _finish(fig, owned)
 
 
 def funnel_plot(funnel, *, title: str | None = None, ax=None) -> Figure:
     """Share of committed action items done, and done on time, by coaching group."""
-    _style()
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 3.0))
-    else:
-        fig = ax.figure
+    set_style()
+    owned = ax is None
+    fig, ax = _panel(ax, (6.5, 3.0))
     frame = funnel.frame.assign(percent=100 * funnel.frame["share"])
-    sns.barplot(frame, y="stage", x="percent", hue="group", ax=ax, palette=PALETTE[:2], orient="h")
+    _grouped_bars(
+        ax,
+        frame,
+        category="stage",
+        value="percent",
+        hue="group",
+        colours=PALETTE[:2],
+        horizontal=True,
+    )
     for container in ax.containers:
         ax.bar_label(container, fmt="%.0f%%", padding=3, fontsize=9)
     ax.set_xlim(0, 112)
@@ -461,18 +625,15 @@ def funnel_plot(funnel, *, title: str | None = None, ax=None) -> Figure:
     ax.set_ylabel("")
     ax.legend(title=None, frameon=False, loc="lower right")
     if title:
-        ax.set_title(title, fontsize=11, loc="left")
-    fig.tight_layout()
-    return fig
+        _title(ax, _fill(title, 55), fontsize=11, loc="left")
+    return _finish(fig, owned)
 
 
 def completion_plot(curves, *, title: str | None = None, ax=None) -> Figure:
     """Kaplan-Meier curves: share of action items completed by days since they were set."""
-    _style()
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 3.2))
-    else:
-        fig = ax.figure
+    set_style()
+    owned = ax is None
+    fig, ax = _panel(ax, (6.5, 3.2))
     for colour, (group, part) in zip(
         PALETTE, curves.frame.groupby("group", sort=True), strict=False
     ):
@@ -482,64 +643,87 @@ def completion_plot(curves, *, title: str | None = None, ax=None) -> Figure:
     ax.set_xlabel("Days since the action item was set")
     ax.set_ylabel("Items completed (%)")
     ax.set_ylim(0, 100)
-    ax.legend(title=None, frameon=False)
+    ax.legend(title=None, frameon=False, loc="upper left")  # curves start low: room above
     if title:
-        ax.set_title(title, fontsize=11, loc="left")
-    fig.tight_layout()
-    return fig
+        _title(ax, _fill(title, 55), fontsize=11, loc="left")
+    return _finish(fig, owned)
 
 
 def group_means_plot(table, *, scale: float = 100.0, unit: str = "%", ax=None) -> Figure:
     """Mean of a learner measure by group level and coaching (hidden cells left empty)."""
-    _style()
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 3.2))
-    else:
-        fig = ax.figure
+    set_style()
+    owned = ax is None
+    fig, ax = _panel(ax, (6.5, 3.2))
     frame = table.frame.dropna(subset=[table.value]).assign(
         shown=lambda f: scale * f[table.value].astype(float)
     )
-    sns.barplot(frame, x=table.by, y="shown", hue="group", ax=ax, palette=PALETTE[:2])
+    _grouped_bars(ax, frame, category=table.by, value="shown", hue="group", colours=PALETTE[:2])
     ax.set_ylabel(f"{table.value.replace('_', ' ').capitalize()} ({unit})")
     ax.set_xlabel(table.by.replace("_", " ").capitalize())
     ax.legend(title=None, frameon=False)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, owned)
+
+
+def _annotation_colour(rgba: Sequence[float]) -> str:
+    """Dark text on light cells, white on dark ones (seaborn's rule: relative luminance > .408)."""
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return ".15" if luminance > 0.408 else "w"
 
 
 def skill_heatmap(grid, *, by: str = "role") -> Figure:
     """Mean skills gap by role and skill, before and after the programme (hidden cells blank)."""
-    _style()
+    set_style()
     frame = grid.frame
     waves = [w for w in ("pre", "post") if w in set(frame["wave"])]
     fig, axes = plt.subplots(
-        1, len(waves), figsize=(5.4 * len(waves), 0.45 * frame[by].nunique() + 2.2), squeeze=False
+        1,
+        max(len(waves), 1),
+        figsize=(5.25 * max(len(waves), 1), 0.45 * frame[by].nunique() + 2.2),
+        squeeze=False,
     )
     vmax = float(frame["gap"].max()) if frame["gap"].notna().any() else 1.0
-    for ax, wave in zip(axes[0], waves, strict=True):
+    cmap = plt.get_cmap("cividis_r")
+    mesh = None
+    for ax, wave in zip(axes[0], waves, strict=False):
         wide = (
             frame[frame["wave"] == wave]
             .pivot(index=by, columns="skill", values="gap")
             .astype(float)
         )
-        sns.heatmap(
-            wide,
-            ax=ax,
+        values = wide.to_numpy()
+        n_rows, n_cols = values.shape
+        mesh = ax.pcolormesh(
+            np.ma.masked_invalid(values),
+            cmap=cmap,
             vmin=0,
             vmax=vmax,
-            cmap="cividis_r",
-            annot=True,
-            fmt=".1f",
-            cbar=ax is axes[0][-1],
-            cbar_kws={"label": "Mean gap (points)"},
-            linewidths=0.5,
+            edgecolor="white",
+            linewidth=0.5,
         )
-        ax.set_title(
-            "Before the programme" if wave == "pre" else "After the programme", fontsize=11
-        )
+        for (i, j), v in np.ndenumerate(values):  # hidden cells stay blank
+            if not np.isnan(v):
+                ax.text(
+                    j + 0.5,
+                    i + 0.5,
+                    f"{v:.1f}",
+                    ha="center",
+                    va="center",
+                    color=_annotation_colour(cmap(mesh.norm(v))),
+                )
+        ax.set_xlim(0, n_cols)
+        ax.set_ylim(n_rows, 0)  # first row at the top
+        ax.grid(False)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        ax.set_xticks(np.arange(n_cols) + 0.5, [str(c) for c in wide.columns])
+        ax.set_yticks(np.arange(n_rows) + 0.5, [str(r) for r in wide.index])
+        ax.tick_params(length=0)
+        _title(ax, "Before the programme" if wave == "pre" else "After the programme", fontsize=11)
         ax.set_xlabel("")
         ax.set_ylabel(by.replace("_", " ").capitalize() if ax is axes[0][0] else "")
-        ax.tick_params(axis="x", rotation=35)
-        plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
-    fig.tight_layout()
-    return fig
+        plt.setp(ax.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor")
+    if mesh is not None:
+        bar = fig.colorbar(mesh, ax=axes[0][len(waves) - 1], label="Mean gap (points)")
+        bar.outline.set_linewidth(0)
+    return lay_out(fig)

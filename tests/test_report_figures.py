@@ -1,0 +1,220 @@
+"""The report's figures: whole (nothing clipped at the edges), sized for the page, drawn once,
+deterministic, and the report the same however many times it is built in one process.
+
+Figures are saved at their set size (no ``bbox_inches="tight"`` to trim or extend them), so a
+title or label that ran off the figure would be cut off: the outermost pixels of every image
+must be background.
+"""
+
+from __future__ import annotations
+
+import base64
+import gc
+import io
+import re
+import struct
+from types import SimpleNamespace
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from PIL import Image
+
+from lcstats import plots, report
+from tests.conftest import ROOT
+
+EXAMPLE_PARAMS = ROOT / "params" / "example.yaml"
+TEXT_COLUMN_PX = 952  # the template's 62rem column less its padding
+IMG = re.compile(r'<img src="data:image/png;base64,([^"]+)" alt="([^"]*)"')
+
+
+def png_chunks(png: bytes) -> list[str]:
+    """Chunk types of a PNG file, in order."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, at = [], 8
+    while at < len(png):
+        (length,) = struct.unpack(">I", png[at : at + 4])
+        chunks.append(png[at + 4 : at + 8].decode("ascii"))
+        at += 12 + length
+    return chunks
+
+
+def ink_at_edges(png: bytes, frame: int = 2) -> dict[str, int]:
+    """Pixels that are not background in the outermost `frame` pixels of each side."""
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    background = pixels[0, 0]
+    sides = {
+        "top": pixels[:frame],
+        "bottom": pixels[-frame:],
+        "left": pixels[:, :frame],
+        "right": pixels[:, -frame:],
+    }
+    ink = {side: int((np.abs(p - background).max(axis=-1) > 0).sum()) for side, p in sides.items()}
+    return {side: n for side, n in ink.items() if n}
+
+
+def figure_png(fig: Figure) -> bytes:
+    return base64.b64decode(report.figure_uri(fig).split(",", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def inputs() -> dict:
+    """build_report's arguments for the example programme, made as the notebook makes them."""
+    from lcstats.analysis import estimate_effects
+    from lcstats.diagnostics import diagnose
+    from lcstats.load import load_programme
+    from lcstats.metrics import learner_outcomes
+    from lcstats.params import load_params
+
+    params = load_params(EXAMPLE_PARAMS)
+    programme = load_programme(
+        params.learners,
+        params.action_items,
+        params.skill_assessments,
+        columns=params.columns,
+        scale=(params.scale_min, params.scale_max),
+        required_learner_columns=(params.treatment, *params.covariates, params.cluster),
+    )
+    outcomes = learner_outcomes(programme, as_of=params.as_of)
+    effects = estimate_effects(
+        outcomes,
+        treatment=params.treatment,
+        covariates=params.covariates,
+        methods=params.methods,
+        estimand=params.estimand,
+        cluster=params.cluster,
+        alpha=params.alpha,
+        trim=params.trim,
+    )
+    diagnostics = diagnose(
+        outcomes,
+        effects,
+        treatment=params.treatment,
+        covariates=params.covariates,
+        cluster=params.cluster,
+        headline_method=params.headline_method,
+        estimand=params.estimand,
+        alpha=params.alpha,
+        min_group_size=params.min_group_size,
+    )
+    return {
+        "params": params,
+        "programme": programme,
+        "outcomes": outcomes,
+        "effects": effects,
+        "diagnostics": diagnostics,
+        "run_id": "test",
+    }
+
+
+@pytest.fixture(scope="module")
+def html(inputs) -> str:
+    return report.build_report(**inputs).render()
+
+
+def test_every_figure_is_whole_sized_for_the_page_and_without_metadata(html):
+    images = IMG.findall(html)
+    assert len(images) == 10, [alt for _, alt in images]
+    for data, alt in images:
+        png = base64.b64decode(data)
+        width, height = Image.open(io.BytesIO(png)).size
+        assert 300 < width <= TEXT_COLUMN_PX, (alt, width)  # shown at its own size, never shrunk
+        assert ink_at_edges(png) == {}, alt  # nothing runs off the figure
+        assert set(png_chunks(png)) == {"IHDR", "pHYs", "IDAT", "IEND"}, alt  # no date, software
+        assert alt.strip(), "every figure is described for screen readers"
+
+
+def test_building_again_in_the_same_process_gives_the_same_report(inputs, html):
+    rc_before = dict(mpl.rcParams)
+    assert report.build_report(**inputs).render() == html
+    assert dict(mpl.rcParams) == rc_before  # the report's dpi does not leak out
+    assert gc.get_freeze_count() == 0  # objects frozen while drawing are released
+
+
+def test_tables_are_escaped_with_column_headers_and_numbers_right_aligned():
+    table = report._Tables(min_group_size=5)
+    html = table(
+        pd.DataFrame({"<b>Group</b>": ["<i>x</i>", None], "Learners": ["1,234", "12"]}),
+        numeric=("Learners",),
+        counts=("Learners",),
+    )
+    assert '<th scope="col">&lt;b&gt;Group&lt;/b&gt;</th>' in html
+    assert '<th scope="col" class="num">Learners</th>' in html
+    assert "<td>&lt;i&gt;x&lt;/i&gt;</td>" in html and "<td>suppressed</td>" in html
+    assert '<td class="num">1,234</td>' in html
+    assert html.startswith('<table id="t1" class="data">')
+    assert table(pd.DataFrame({"a": [1]})).startswith('<table id="t2" ')
+
+
+def test_a_figure_is_drawn_once_when_saved(monkeypatch):
+    draws = []
+    original = Figure.draw
+
+    def counting(self, renderer):
+        draws.append(self)
+        return original(self, renderer)
+
+    funnel = SimpleNamespace(
+        frame=pd.DataFrame(
+            {
+                "group": ["coached"] * 2 + ["not coached"] * 2,
+                "stage": ["committed", "done on time"] * 2,
+                "share": [1.0, 0.6, 1.0, 0.4],
+            }
+        )
+    )
+    fig = plots.funnel_plot(funnel, title="A finding")
+    assert fig.get_layout_engine() is None  # laid out already: savefig needs no extra draw
+    monkeypatch.setattr(Figure, "draw", counting)
+    figure_png(fig)
+    assert len(draws) == 1
+
+
+def test_long_titles_and_labels_are_wrapped_not_cut_off():
+    long = (
+        "Coached learners in the northern region's 2026 leadership cohort completed far more "
+        "of their action items on time than the learners who were not coached"
+    )
+    curves = SimpleNamespace(
+        frame=pd.DataFrame(
+            {
+                "group": ["coached"] * 3 + ["not coached"] * 3,
+                "days": [0.0, 10.0, 50.0] * 2,
+                "share_completed": [0.0, 0.4, 0.8, 0.0, 0.3, 0.6],
+            }
+        )
+    )
+    fig = plots.completion_plot(curves, title=long)
+    title = fig.axes[0].get_title(loc="left")
+    assert "\n" in title and title.replace("\n", " ") == long  # wrapped, every word kept
+    assert ink_at_edges(figure_png(fig)) == {}
+
+    estimates = pd.DataFrame(
+        {
+            "outcome": ["follow_through"] * 2 + ["a_very_long_outcome_name_" * 4] * 2,
+            "method": ["difference", "aipw"] * 2,
+            "estimate": [0.1, 0.08, -0.2, -0.1],
+            "ci_low": [0.05, 0.02, -0.3, -0.2],
+            "ci_high": [0.15, 0.14, -0.1, 0.0],
+            "units": ["share"] * 2 + ["points on a scale with a long description"] * 2,
+        }
+    )
+    fig = plots.forest_plot(estimates, title=long)
+    assert ink_at_edges(figure_png(fig)) == {}
+
+
+def test_panels_on_a_callers_axes_leave_the_layout_to_the_caller():
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2)
+    try:
+        counts = pd.DataFrame({"role": ["a", "b"], "coached": [10, 12], "not coached": [9, None]})
+        assert plots.counts_bar(counts, by="role", ax=axes[0]) is fig
+        before = fig.subplotpars.left
+        assert plots.lay_out(fig) is fig and fig.subplotpars.left != before
+        assert [t.get_text() for t in axes[0].get_xticklabels()] == ["a", "b"]
+        assert len(axes[0].patches) == 3  # the hidden cell is a gap
+    finally:
+        plt.close(fig)
