@@ -94,37 +94,20 @@ LEVEL_NAMES = {
     ("coached", "0"): "not coached",
 }
 
+# Tidy-frame columns. Every effect row has the estimate columns, then the group sizes and a note.
+ESTIMATE_COLUMNS = ("estimate", "std_error", "ci_low", "ci_high", "p_value")
+GROUP_COLUMNS = ("n_treated", "n_control", "note")
 SUBGROUP_COLUMNS = (
-    "outcome",
-    "treatment",
-    "subgroup_variable",
-    "subgroup_level",
-    "estimate",
-    "std_error",
-    "ci_low",
-    "ci_high",
-    "p_value",
+    *("outcome", "treatment", "subgroup_variable", "subgroup_level"),
+    *ESTIMATE_COLUMNS,
     "p_adjusted",
-    "n_treated",
-    "n_control",
-    "note",
+    *GROUP_COLUMNS,
 )
+MANAGER_COLUMNS = tuple(c for c in SUBGROUP_COLUMNS if c != "p_adjusted")  # no multiple testing
 DOSE_COLUMNS = (
-    "outcome",
-    "treatment",
-    "band",
-    "sessions_min",
-    "sessions_max",
-    "n_learners",
-    "mean_outcome",
-    "estimate",
-    "std_error",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "n_treated",
-    "n_control",
-    "note",
+    *("outcome", "treatment", "band", "sessions_min", "sessions_max", "n_learners", "mean_outcome"),
+    *ESTIMATE_COLUMNS,
+    *GROUP_COLUMNS,
 )
 TEST_COLUMNS = (
     "outcome",
@@ -134,20 +117,6 @@ TEST_COLUMNS = (
     "df",
     "p_value",
     "n_levels",
-    "note",
-)
-MANAGER_COLUMNS = (
-    "outcome",
-    "treatment",
-    "subgroup_variable",
-    "subgroup_level",
-    "estimate",
-    "std_error",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "n_treated",
-    "n_control",
     "note",
 )
 
@@ -192,9 +161,12 @@ def _try_estimate(
     *,
     min_group_size: int,
     treatment: str,
-    **kwargs,
+    **fit,
 ) -> tuple[EffectEstimate | None, str]:
-    """Estimate on a subset, or return the reason it cannot be done (never raises EstimationError)."""
+    """Estimate on a subset with its notes, or the reason it cannot be done (never raises).
+
+    ``fit`` holds the other arguments of `estimate_effect`; only `EstimationError` is caught.
+    """
     n_t, n_c = _counts(frame, treatment)
     if min(n_t, n_c) < min_group_size:
         return None, (
@@ -202,9 +174,10 @@ def _try_estimate(
             f"({n_t} treated, {n_c} comparison)"
         )
     try:
-        return estimate_effect(frame, treatment=treatment, **kwargs), ""
+        est = estimate_effect(frame, treatment=treatment, **fit)
     except EstimationError as exc:
         return None, f"not estimated: {exc}"
+    return est, _join_notes(est.notes)
 
 
 def _join_notes(*parts: str | Sequence[str]) -> str:
@@ -223,9 +196,11 @@ def _treatment_name(treatment: str) -> str:
     return TREATMENT_NAMES.get(treatment, f"'{treatment}'")
 
 
-def _interval(est: EffectEstimate) -> str:
+def _interval(est: EffectEstimate | ManagerEffects) -> str:
+    """'95% interval 2.0 to 9.1 percentage points' (an estimate, or the manager interaction)."""
     return (
-        f"{est.confidence}% interval {format_effect(est.ci_low, est.outcome, signed=False)} "
+        f"{round(100 * (1 - est.alpha))}% interval "
+        f"{format_effect(est.ci_low, est.outcome, signed=False)} "
         f"to {format_effect(est.ci_high, est.outcome, signed=False)}"
     )
 
@@ -236,7 +211,8 @@ def _p_phrase(p: float) -> str:
     return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
-def _clear(est: EffectEstimate) -> bool:
+def _clear(est: EffectEstimate | ManagerEffects) -> bool:
+    """True when the interval excludes no effect."""
     return est.ci_low > 0 or est.ci_high < 0
 
 
@@ -246,19 +222,20 @@ def _comparison(value: float, outcome: str) -> str:
     return f"{format_effect(abs(value), outcome, signed=False)} {up if value > 0 else down}"
 
 
-def _estimate_columns(est: EffectEstimate | None) -> dict:
+def _effect_row(part: DoseBand | SubgroupEffect, **labels: object) -> dict:
+    """One row of a tidy frame: the labels, the estimate (NaN if not estimated), sizes, note."""
+    est = part.effect
     if est is None:
-        return dict.fromkeys(("estimate", "std_error", "ci_low", "ci_high", "p_value"), math.nan)
-    return {
-        "estimate": est.estimate,
-        "std_error": est.std_error,
-        "ci_low": est.ci_low,
-        "ci_high": est.ci_high,
-        "p_value": est.p_value,
-    }
+        estimate = dict.fromkeys(ESTIMATE_COLUMNS, math.nan)
+    else:
+        estimate = {col: getattr(est, col) for col in ESTIMATE_COLUMNS}
+    sizes = {"n_treated": part.n_treated, "n_control": part.n_control, "note": part.note}
+    return {**labels, **estimate, **sizes}
 
 
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+def _tidy(rows: list[dict], columns: Sequence[str]) -> pd.DataFrame:
+    """The rows as a frame with these columns: counts as nullable integers, labels as text."""
+    frame = pd.DataFrame(rows, columns=list(columns))
     for col in ("n_treated", "n_control", "n_learners", "df", "n_levels"):
         if col in frame.columns:
             frame[col] = frame[col].astype("Int64")
@@ -268,9 +245,17 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _html(reading: str, frame: pd.DataFrame, *extra: pd.DataFrame) -> str:
+def _text(frame: pd.DataFrame, *, drop: Sequence[str]) -> str:
+    """A tidy frame as text for a summary (the columns in ``drop`` left out)."""
+    return frame.drop(columns=list(drop)).to_string(
+        index=False, float_format="{:.4g}".format, na_rep="-"
+    )
+
+
+def _html(reading: str, *frames: pd.DataFrame) -> str:
+    """The reading above the tidy frames, for notebooks."""
     tables = "".join(
-        f.to_html(index=False, float_format="{:.4g}".format, na_rep="") for f in (frame, *extra)
+        f.to_html(index=False, float_format="{:.4g}".format, na_rep="") for f in frames
     )
     return f"<p>{escape(reading)}</p>{tables}"
 
@@ -333,26 +318,20 @@ class DoseResponse:
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy frame: one row per band (the 0-session reference first), snake_case columns."""
-        rows = []
-        for b in self.bands:
-            rows.append(
-                {
-                    "outcome": self.outcome,
-                    "treatment": self.sessions,
-                    "band": b.label,
-                    "sessions_min": b.low,
-                    "sessions_max": math.inf if b.high is None else b.high,
-                    "n_learners": b.n_learners,
-                    "mean_outcome": b.mean_outcome,
-                    **_estimate_columns(b.effect),
-                    "n_treated": b.n_treated,
-                    "n_control": b.n_control,
-                    "note": b.note,
-                }
+        rows = [
+            _effect_row(
+                b,
+                outcome=self.outcome,
+                treatment=self.sessions,
+                band=b.label,
+                sessions_min=b.low,
+                sessions_max=math.inf if b.high is None else float(b.high),
+                n_learners=b.n_learners,
+                mean_outcome=b.mean_outcome,
             )
-        frame = pd.DataFrame(rows, columns=list(DOSE_COLUMNS))
-        frame["sessions_max"] = frame["sessions_max"].astype(float)
-        return _typed(frame)
+            for b in self.bands
+        ]
+        return _tidy(rows, DOSE_COLUMNS)
 
     def reading(self) -> str:
         """Plain-language finding: which band gained most, right for gains, losses and no effect."""
@@ -424,22 +403,11 @@ class DoseResponse:
     def summary(self) -> str:
         """Return a short text summary (not printed)."""
         clus = f", clustered by {self.cluster}" if self.cluster else ""
-        frame = self.to_frame()[
-            [
-                "band",
-                "n_learners",
-                "mean_outcome",
-                "estimate",
-                "ci_low",
-                "ci_high",
-                "p_value",
-                "note",
-            ]
-        ]
+        drop = ("sessions_min", "sessions_max", "std_error", "n_treated", "n_control")
         lines = [
             f"Dose-response: effect of {self.sessions} bands vs 0 on {self.outcome} "
             f"(ATE, {self.method}{clus})",
-            frame.to_string(index=False, float_format="{:.4g}".format, na_rep="-"),
+            _text(self.to_frame(), drop=("outcome", "treatment", *drop)),
             self.reading(),
         ]
         if self.excluded:
@@ -573,6 +541,7 @@ def dose_response(
         excluded[f"{sessions} in no band"] = int((~in_any).sum())
     reference = members[(0, 0)]
     y = pd.to_numeric(df[outcome], errors="coerce")
+    fit = {"outcome": outcome, "method": method, "cluster": cluster, "alpha": alpha}
     indicator = "_in_band"
     out = []
     for low, high in checked:
@@ -592,16 +561,12 @@ def dose_response(
             subset,
             min_group_size=min_group_size,
             treatment=indicator,
-            outcome=outcome,
             covariates=covs,
-            method=method,
             estimand="ATE",
-            cluster=cluster,
-            alpha=alpha,
+            **fit,
         )
         if est is not None:
             est = replace(est, treatment=sessions)
-            note = _join_notes(est.notes)
         elif small and n:
             note += " (mean hidden)"
         out.append(DoseBand(label, low, high, n, mean, est, n, int(reference.sum()), note))
@@ -633,6 +598,20 @@ class SubgroupEffect:
     effect: EffectEstimate | None
     p_adjusted: float = math.nan
     note: str = ""
+
+
+def _subgroup_effect(
+    subset: pd.DataFrame, variable: str, level: str, *, treatment: str, **fit
+) -> SubgroupEffect:
+    """The effect within one subgroup (``fit``: the arguments of `_try_estimate`)."""
+    n_t, n_c = _counts(subset, treatment)
+    est, note = _try_estimate(subset, treatment=treatment, **fit)
+    return SubgroupEffect(variable, level, n_t, n_c, est, math.nan, note)
+
+
+def _subgroup_name(e: SubgroupEffect) -> str:
+    """A subgroup's name in sentences ("manager coached", "role A")."""
+    return LEVEL_NAMES.get((e.variable, e.level), f"{e.variable} {e.level}")
 
 
 @dataclass(frozen=True)
@@ -672,20 +651,17 @@ class SubgroupEffects:
     def to_frame(self) -> pd.DataFrame:
         """Tidy frame: one row per subgroup level, grouped by variable."""
         rows = [
-            {
-                "outcome": self.outcome,
-                "treatment": self.treatment,
-                "subgroup_variable": e.variable,
-                "subgroup_level": e.level,
-                **_estimate_columns(e.effect),
-                "p_adjusted": e.p_adjusted,
-                "n_treated": e.n_treated,
-                "n_control": e.n_control,
-                "note": e.note,
-            }
+            _effect_row(
+                e,
+                outcome=self.outcome,
+                treatment=self.treatment,
+                subgroup_variable=e.variable,
+                subgroup_level=e.level,
+                p_adjusted=e.p_adjusted,
+            )
             for e in self.effects
         ]
-        return _typed(pd.DataFrame(rows, columns=list(SUBGROUP_COLUMNS)))
+        return _tidy(rows, SUBGROUP_COLUMNS)
 
     def heterogeneity_frame(self) -> pd.DataFrame:
         """Tidy frame: one heterogeneity test per subgrouping variable."""
@@ -702,7 +678,7 @@ class SubgroupEffects:
             }
             for t in self.tests
         ]
-        return _typed(pd.DataFrame(rows, columns=list(TEST_COLUMNS)))
+        return _tidy(rows, TEST_COLUMNS)
 
     def test(self, variable: str) -> HeterogeneityTest:
         """Return the heterogeneity test of one variable."""
@@ -757,19 +733,13 @@ class SubgroupEffects:
                     f"{len(clear)} subgroup{'s' if len(clear) != 1 else ''} showed a clear effect"
                 )
                 if 0 < len(clear) <= 6:
-                    count += ": " + ", ".join(
-                        LEVEL_NAMES.get((e.variable, e.level), f"{e.variable} {e.level}")
-                        for e in clear
-                    )
+                    count += ": " + ", ".join(_subgroup_name(e) for e in clear)
             sentences.append(
                 f"After the {label} correction for {len(tested)} subgroup comparisons, {count}."
             )
         skipped = [e for e in self.effects if e.effect is None]
         if skipped:
-            names = ", ".join(
-                LEVEL_NAMES.get((e.variable, e.level), f"{e.variable} {e.level}")
-                for e in skipped[:6]
-            )
+            names = ", ".join(_subgroup_name(e) for e in skipped[:6])
             more = f" and {len(skipped) - 6} more" if len(skipped) > 6 else ""
             sentences.append(
                 f"Not estimated (too few learners or no comparison within the subgroup): {names}{more}."
@@ -779,26 +749,12 @@ class SubgroupEffects:
     def summary(self) -> str:
         """Return a short text summary (not printed)."""
         clus = f", clustered by {self.cluster}" if self.cluster else ""
-        cols = [
-            "subgroup_variable",
-            "subgroup_level",
-            "estimate",
-            "ci_low",
-            "ci_high",
-            "p_value",
-            "p_adjusted",
-            "n_treated",
-            "n_control",
-            "note",
-        ]
         lines = [
             f"Subgroup effects of {self.treatment} on {self.outcome} ({self.estimand}, "
             f"{self.method}{clus}; p adjusted: {self.correction})",
-            self.to_frame()[cols].to_string(index=False, float_format="{:.4g}".format, na_rep="-"),
+            _text(self.to_frame(), drop=("outcome", "treatment", "std_error")),
             "Heterogeneity (Cochran Q):",
-            self.heterogeneity_frame()[
-                ["subgroup_variable", "statistic", "df", "p_value", "n_levels", "note"]
-            ].to_string(index=False, float_format="{:.4g}".format, na_rep="-"),
+            _text(self.heterogeneity_frame(), drop=("outcome", "treatment")),
             self.reading(),
         ]
         return "\n".join(lines)
@@ -918,6 +874,7 @@ def subgroup_effects(
         cluster=cluster,
     )
     df = sample.data
+    fit = {"outcome": outcome, "method": method, "cluster": cluster, "alpha": alpha}
     effects: list[SubgroupEffect] = []
     notes_by_var: dict[str, str] = {}
     for var in by:
@@ -928,23 +885,19 @@ def subgroup_effects(
                 f"{MAX_SUBGROUP_LEVELS} bands first"
             )
         var_covs = tuple(c for c in covs if c != var)
-        for level in levels:
-            subset = df.loc[df[var] == level]
-            n_t, n_c = _counts(subset, treatment)
-            est, note = _try_estimate(
-                subset,
-                min_group_size=min_group_size,
+        effects += [
+            _subgroup_effect(
+                df.loc[df[var] == level],
+                var,
+                _level_label(level),
                 treatment=treatment,
-                outcome=outcome,
+                min_group_size=min_group_size,
                 covariates=var_covs,
-                method=method,
                 estimand=estimand,
-                cluster=cluster,
-                alpha=alpha,
+                **fit,
             )
-            if est is not None:
-                note = _join_notes(est.notes)
-            effects.append(SubgroupEffect(var, _level_label(level), n_t, n_c, est, math.nan, note))
+            for level in levels
+        ]
         if cluster is not None and df.groupby(cluster)[var].nunique().max() > 1:
             notes_by_var[var] = (
                 f"some {cluster} clusters span several levels of {var}: subgroup estimates are "
@@ -1024,41 +977,26 @@ class ManagerEffects:
     def to_frame(self) -> pd.DataFrame:
         """Tidy frame: the manager effect, learner coaching by manager coaching, and the difference."""
         m = self.manager
+        adjusted = (
+            "adjusted for learner coaching"
+            if self.adjust_for_learner_coaching
+            else "not adjusted for learner coaching"
+        )
+        overall = SubgroupEffect(
+            "", "all learners", m.n_treated, m.n_control, m, note=_join_notes(adjusted, m.notes)
+        )
+        labels = {"outcome": self.outcome, "treatment": "coached", "subgroup_variable": m.treatment}
         rows = [
+            _effect_row(
+                overall,
+                outcome=self.outcome,
+                treatment=m.treatment,
+                subgroup_variable="",
+                subgroup_level="all learners",
+            ),
+            *(_effect_row(e, **labels, subgroup_level=e.level) for e in self.within),
             {
-                "outcome": self.outcome,
-                "treatment": m.treatment,
-                "subgroup_variable": "",
-                "subgroup_level": "all learners",
-                **_estimate_columns(m),
-                "n_treated": m.n_treated,
-                "n_control": m.n_control,
-                "note": _join_notes(
-                    "adjusted for learner coaching"
-                    if self.adjust_for_learner_coaching
-                    else "not adjusted for learner coaching",
-                    m.notes,
-                ),
-            }
-        ]
-        for e in self.within:
-            rows.append(
-                {
-                    "outcome": self.outcome,
-                    "treatment": "coached",
-                    "subgroup_variable": m.treatment,
-                    "subgroup_level": e.level,
-                    **_estimate_columns(e.effect),
-                    "n_treated": e.n_treated,
-                    "n_control": e.n_control,
-                    "note": e.note,
-                }
-            )
-        rows.append(
-            {
-                "outcome": self.outcome,
-                "treatment": "coached",
-                "subgroup_variable": m.treatment,
+                **labels,
                 "subgroup_level": "difference (1 - 0)",
                 "estimate": self.difference,
                 "std_error": self.std_error,
@@ -1068,9 +1006,9 @@ class ManagerEffects:
                 "n_treated": pd.NA,
                 "n_control": pd.NA,
                 "note": self.note,
-            }
-        )
-        return _typed(pd.DataFrame(rows, columns=list(MANAGER_COLUMNS)))
+            },
+        ]
+        return _tidy(rows, MANAGER_COLUMNS)
 
     def reading(self) -> str:
         """Plain language: the manager effect, then whether learner coaching worked differently."""
@@ -1083,14 +1021,11 @@ class ManagerEffects:
                 f"{first} Whether learner coaching worked differently when the manager was coached "
                 f"could not be estimated: {self.note or 'too few learners'}."
             )
-        conf = round(100 * (1 - self.alpha))
         diff = (
-            f"the difference, {format_effect(self.difference, self.outcome)} ({conf}% interval "
-            f"{format_effect(self.ci_low, self.outcome, signed=False)} to "
-            f"{format_effect(self.ci_high, self.outcome, signed=False)}, {_p_phrase(self.p_value)})"
+            f"the difference, {format_effect(self.difference, self.outcome)} "
+            f"({_interval(self)}, {_p_phrase(self.p_value)})"
         )
-        clear = self.ci_low > 0 or self.ci_high < 0
-        verdict = "is clear" if clear else "could be chance"
+        verdict = "is clear" if _clear(self) else "could be chance"
         return (
             f"{first} The effect of learner coaching on {name} was "
             f"{format_effect(with_m.effect.estimate, self.outcome)} where the manager was coached "
@@ -1099,24 +1034,11 @@ class ManagerEffects:
 
     def summary(self) -> str:
         """Return a short text summary (not printed)."""
-        frame = self.to_frame()[
-            [
-                "treatment",
-                "subgroup_variable",
-                "subgroup_level",
-                "estimate",
-                "ci_low",
-                "ci_high",
-                "p_value",
-                "n_treated",
-                "n_control",
-            ]
-        ]
         clus = f", clustered by {self.cluster}" if self.cluster else ""
         return "\n".join(
             [
                 f"Manager coaching and learner coaching on {self.outcome} ({self.method}{clus})",
-                frame.to_string(index=False, float_format="{:.4g}".format, na_rep="-"),
+                _text(self.to_frame(), drop=("outcome", "std_error", "note")),
                 self.reading(),
             ]
         )
@@ -1221,27 +1143,25 @@ def manager_effects(
         cluster=cluster,
     )
     df = sample.data
-    common = {"outcome": outcome, "method": method, "cluster": cluster, "alpha": alpha}
+    fit = {"outcome": outcome, "method": method, "cluster": cluster, "alpha": alpha}
     manager_covs = (*covs, learner_treatment) if adjust_for_learner_coaching else covs
     manager = estimate_effect(
-        df, treatment=manager_treatment, covariates=manager_covs, estimand="ATE", **common
+        df, treatment=manager_treatment, covariates=manager_covs, estimand="ATE", **fit
     )
-    within = []
     m = pd.to_numeric(df[manager_treatment], errors="coerce")
-    for level in (1, 0):
-        subset = df.loc[m == level]
-        n_t, n_c = _counts(subset, learner_treatment)
-        est, note = _try_estimate(
-            subset,
-            min_group_size=min_group_size,
+    within = [
+        _subgroup_effect(
+            df.loc[m == level],
+            manager_treatment,
+            str(level),
             treatment=learner_treatment,
+            min_group_size=min_group_size,
             covariates=covs,
             estimand="ATE",
-            **common,
+            **fit,
         )
-        if est is not None:
-            note = _join_notes(est.notes)
-        within.append(SubgroupEffect(manager_treatment, str(level), n_t, n_c, est, math.nan, note))
+        for level in (1, 0)
+    ]
     e1, e0 = within[0].effect, within[1].effect
     if e1 is not None and e0 is not None:
         diff = e1.estimate - e0.estimate

@@ -18,7 +18,7 @@ ratio * nobs1``). All tests are two-sided.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from html import escape
 from typing import Literal, get_args
 
@@ -46,6 +46,7 @@ TEST_LABELS = {
     "t": "two-sample t-test (statsmodels TTestIndPower)",
     "proportions": "two-sample test of proportions on Cohen's h (statsmodels NormalIndPower)",
 }
+POWER_CLASSES = {"t": TTestIndPower, "proportions": NormalIndPower}
 COLUMNS = (
     "analysis",
     "test",
@@ -263,6 +264,54 @@ def design_effect(cluster_size: float = 1.0, icc: float = 0.0) -> float:
     return 1.0 + (m - 1.0) * rho
 
 
+def _plan(
+    test: Test,
+    *,
+    alpha: float,
+    power: float,
+    cluster_size: float,
+    icc: float,
+    effect_size: float | None = None,
+    ratio: float = 1.0,
+    n: tuple[int, int] | None = None,
+) -> PowerResult:
+    """The learners needed for ``effect_size``, or the effect the pilot's ``n`` learners detect.
+
+    The standardised effect only: callers check the arguments before, and add the effect in
+    the outcome's units and the words for the reading after (``dataclasses.replace``).
+    """
+    analysis: Analysis = "sample_size" if n is None else "minimum_detectable_effect"
+    de = design_effect(cluster_size, icc)
+    solver = POWER_CLASSES[test]()
+    if n is None:  # solve for independent coached learners, then count learners in teams
+        e1 = float(
+            solver.solve_power(effect_size=effect_size, alpha=alpha, power=power, ratio=ratio)
+        )
+        e0 = e1 * ratio
+        n = (_ceil(e1 * de), _ceil(e0 * de))
+    else:  # learners in teams count as n / DE independent learners
+        e1, e0 = _effective(*n, de)
+        effect_size = float(solver.solve_power(nobs1=e1, alpha=alpha, power=power, ratio=e0 / e1))
+    return PowerResult(
+        analysis=analysis,
+        test=test,
+        alpha=alpha,
+        power=power,
+        effect_size=effect_size,
+        effect=None,
+        outcome_sd=None,
+        baseline=None,
+        target=None,
+        n_treated=n[0],
+        n_control=n[1],
+        n_treated_effective=e1,
+        n_control_effective=e0,
+        cluster_size=float(cluster_size),
+        icc=float(icc),
+        design_effect=de,
+    )
+
+
 # ----------------------------------------------------------------------------------------------
 # Sample size for a given effect
 
@@ -314,29 +363,9 @@ def required_sample_size(
     sd = _positive("outcome_sd", outcome_sd)
     a, p = _levels(alpha, power)
     r = _positive("ratio", ratio)
-    de = design_effect(cluster_size, icc)
     d = abs(eff) / sd
-    n1 = float(TTestIndPower().solve_power(effect_size=d, alpha=a, power=p, ratio=r))
-    return PowerResult(
-        analysis="sample_size",
-        test="t",
-        alpha=a,
-        power=p,
-        effect_size=d,
-        effect=eff,
-        outcome_sd=sd,
-        baseline=None,
-        target=None,
-        n_treated=_ceil(n1 * de),
-        n_control=_ceil(n1 * r * de),
-        n_treated_effective=n1,
-        n_control_effective=n1 * r,
-        cluster_size=float(cluster_size),
-        icc=float(icc),
-        design_effect=de,
-        label=label,
-        units=units,
-    )
+    plan = _plan("t", alpha=a, power=p, cluster_size=cluster_size, icc=icc, effect_size=d, ratio=r)
+    return replace(plan, effect=eff, outcome_sd=sd, label=label, units=units)
 
 
 def required_sample_size_proportion(
@@ -386,29 +415,11 @@ def required_sample_size_proportion(
         raise ValueError("target equals baseline: a pilot cannot be sized to detect no change")
     a, p = _levels(alpha, power)
     r = _positive("ratio", ratio)
-    de = design_effect(cluster_size, icc)
     h = abs(float(proportion_effectsize(p1, p0)))
-    n1 = float(NormalIndPower().solve_power(effect_size=h, alpha=a, power=p, ratio=r))
-    return PowerResult(
-        analysis="sample_size",
-        test="proportions",
-        alpha=a,
-        power=p,
-        effect_size=h,
-        effect=p1 - p0,
-        outcome_sd=None,
-        baseline=p0,
-        target=p1,
-        n_treated=_ceil(n1 * de),
-        n_control=_ceil(n1 * r * de),
-        n_treated_effective=n1,
-        n_control_effective=n1 * r,
-        cluster_size=float(cluster_size),
-        icc=float(icc),
-        design_effect=de,
-        label=label,
-        units="",
+    plan = _plan(
+        "proportions", alpha=a, power=p, cluster_size=cluster_size, icc=icc, effect_size=h, ratio=r
     )
+    return replace(plan, effect=p1 - p0, baseline=p0, target=p1, label=label)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -468,29 +479,9 @@ def minimum_detectable_effect(
     n1, n0 = _count("n_treated", n_treated), _count("n_control", n_control)
     a, p = _levels(alpha, power)
     sd = None if outcome_sd is None else _positive("outcome_sd", outcome_sd)
-    de = design_effect(cluster_size, icc)
-    e1, e0 = _effective(n1, n0, de)
-    d = float(TTestIndPower().solve_power(nobs1=e1, alpha=a, power=p, ratio=e0 / e1))
-    return PowerResult(
-        analysis="minimum_detectable_effect",
-        test="t",
-        alpha=a,
-        power=p,
-        effect_size=d,
-        effect=None if sd is None else d * sd,
-        outcome_sd=sd,
-        baseline=None,
-        target=None,
-        n_treated=n1,
-        n_control=n0,
-        n_treated_effective=e1,
-        n_control_effective=e0,
-        cluster_size=float(cluster_size),
-        icc=float(icc),
-        design_effect=de,
-        label=label,
-        units=units,
-    )
+    plan = _plan("t", alpha=a, power=p, cluster_size=cluster_size, icc=icc, n=(n1, n0))
+    effect = None if sd is None else plan.effect_size * sd
+    return replace(plan, effect=effect, outcome_sd=sd, label=label, units=units)
 
 
 def minimum_detectable_effect_proportion(
@@ -539,9 +530,8 @@ def minimum_detectable_effect_proportion(
     p0 = _open_unit("baseline", baseline)
     a, p = _levels(alpha, power)
     check_choice("direction", direction, DIRECTIONS)
-    de = design_effect(cluster_size, icc)
-    e1, e0 = _effective(n1, n0, de)
-    h = float(NormalIndPower().solve_power(nobs1=e1, alpha=a, power=p, ratio=e0 / e1))
+    plan = _plan("proportions", alpha=a, power=p, cluster_size=cluster_size, icc=icc, n=(n1, n0))
+    h = plan.effect_size
     phi = math.asin(math.sqrt(p0)) + (h / 2 if direction == "increase" else -h / 2)
     note = ""
     if 0 <= phi <= math.pi / 2:
@@ -552,26 +542,7 @@ def minimum_detectable_effect_proportion(
             f"the pilot is too small to detect even a {'rise to 100%' if direction == 'increase' else 'fall to 0%'} "
             f"in {label} from {_pct(p0)} with {p:.0%} power"
         )
-    return PowerResult(
-        analysis="minimum_detectable_effect",
-        test="proportions",
-        alpha=a,
-        power=p,
-        effect_size=h,
-        effect=p1 - p0,
-        outcome_sd=None,
-        baseline=p0,
-        target=p1,
-        n_treated=n1,
-        n_control=n0,
-        n_treated_effective=e1,
-        n_control_effective=e0,
-        cluster_size=float(cluster_size),
-        icc=float(icc),
-        design_effect=de,
-        label=label,
-        note=note,
-    )
+    return replace(plan, effect=p1 - p0, baseline=p0, target=p1, label=label, note=note)
 
 
 def plan_pilot(
