@@ -13,12 +13,17 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from lcstats.errors import Problem
+
+if TYPE_CHECKING:  # pandera is imported where it is used: reading a saved Programme needs none
+    import pandera.pandas as pandera
 
 YES = frozenset({"1", "1.0", "yes", "y", "true", "t"})
 NO = frozenset({"0", "0.0", "no", "n", "false", "f"})
@@ -72,64 +77,74 @@ WAVES = ("pre", "post")
 ASSESSMENT_KEY = ("learner_id", "skill", "wave")
 
 
-def _text(unique: bool = False, nullable: bool = False) -> pa.Column:
-    return pa.Column(str, nullable=nullable, unique=unique, checks=pa.Check.str_length(min_value=1))
+def _text(unique: bool = False, nullable: bool = False) -> pandera.Column:
+    import pandera.pandas as pandera
+
+    return pandera.Column(
+        str, nullable=nullable, unique=unique, checks=pandera.Check.str_length(min_value=1)
+    )
 
 
-def _binary(required: bool = True) -> pa.Column:
-    return pa.Column("Int64", pa.Check.isin([0, 1]), nullable=False, required=required)
+def _binary(required: bool = True) -> pandera.Column:
+    import pandera.pandas as pandera
+
+    return pandera.Column("Int64", pandera.Check.isin([0, 1]), nullable=False, required=required)
 
 
-def _whole_number() -> pa.Check:
-    return pa.Check(lambda s: s % 1 == 0, name="whole_number")
+def _whole_number() -> pandera.Check:
+    import pandera.pandas as pandera
+
+    return pandera.Check(lambda s: s % 1 == 0, name="whole_number")
 
 
-def schemas(scale: tuple[float, float]) -> dict[str, pa.DataFrameSchema]:
+def schemas(scale: tuple[float, float]) -> dict[str, pandera.DataFrameSchema]:
     """Return the pandera schema of each table for a skill scale ``(min, max)``."""
     lo, hi = scale
     return dict(_schemas(float(lo), float(hi)))
 
 
 @functools.lru_cache(maxsize=8)
-def _schemas(lo: float, hi: float) -> dict[str, pa.DataFrameSchema]:
-    level = pa.Check.in_range(lo, hi)
+def _schemas(lo: float, hi: float) -> dict[str, pandera.DataFrameSchema]:
+    import pandera.pandas as pandera
+
+    level = pandera.Check.in_range(lo, hi)
     return {
-        "learners": pa.DataFrameSchema(
+        "learners": pandera.DataFrameSchema(
             {
                 "learner_id": _text(unique=True),
                 "team_id": _text(),
                 "manager_id": _text(),
                 "cohort": _text(),
                 "role": _text(),
-                "tenure_months": pa.Column(float, pa.Check.ge(0), nullable=True),
+                "tenure_months": pandera.Column(float, pandera.Check.ge(0), nullable=True),
                 "coached": _binary(),
-                "coaching_sessions": pa.Column(
-                    float, [pa.Check.ge(0), _whole_number()], nullable=False
+                "coaching_sessions": pandera.Column(
+                    float, [pandera.Check.ge(0), _whole_number()], nullable=False
                 ),
                 "manager_coached": _binary(required=False),
             },
             strict=False,
             name="learners",
         ),
-        "action_items": pa.DataFrameSchema(
+        "action_items": pandera.DataFrameSchema(
             {
                 "learner_id": _text(),
                 "item_id": _text(unique=True),
-                "created_on": pa.Column("datetime64[ns]", nullable=False),
-                "due_on": pa.Column("datetime64[ns]", nullable=False),
-                "completed_on": pa.Column("datetime64[ns]", nullable=True),
+                "created_on": pandera.Column("datetime64[ns]", nullable=False),
+                "due_on": pandera.Column("datetime64[ns]", nullable=False),
+                "completed_on": pandera.Column("datetime64[ns]", nullable=True),
             },
             strict=False,
             name="action_items",
         ),
-        "skill_assessments": pa.DataFrameSchema(
+        "skill_assessments": pandera.DataFrameSchema(
             {
                 "learner_id": _text(),
                 "skill": _text(),
-                "wave": pa.Column(str, pa.Check.isin(list(WAVES))),
-                "assessed_on": pa.Column("datetime64[ns]", nullable=True),
-                "level": pa.Column(float, level, nullable=True),
-                "target_level": pa.Column(float, level, nullable=False),
+                "wave": pandera.Column(str, pandera.Check.isin(list(WAVES))),
+                "assessed_on": pandera.Column("datetime64[ns]", nullable=True),
+                "level": pandera.Column(float, level, nullable=True),
+                "target_level": pandera.Column(float, level, nullable=False),
             },
             strict=False,
             name="skill_assessments",
@@ -187,18 +202,93 @@ def _examples(values: pd.Series | Iterable[object]) -> str:
     return ", ".join(shown[:3])
 
 
+def _may_be_padded(chunk: pa.Array) -> bool:
+    """Whether a value of `chunk` (pyarrow text) may begin or end with whitespace.
+
+    Looks at the first and last byte of every value: whitespace is a byte up to 0x20, or a
+    character of several bytes (0x80 and above in UTF-8), so ``False`` is certain and ``True``
+    only possible (accented letters count too).
+    """
+    if not pa.types.is_large_string(chunk.type):
+        return True
+    if len(chunk) == 0 or chunk.buffers()[2] is None:
+        return False  # no values, or only empty ones
+    _, offsets, data = chunk.buffers()
+    ends = np.frombuffer(offsets, dtype=np.int64)[chunk.offset : chunk.offset + len(chunk) + 1]
+    starts, ends = ends[:-1], ends[1:]
+    filled = ends > starts
+    data = np.frombuffer(data, dtype=np.uint8)
+    first, last = data[starts[filled]], data[ends[filled] - 1]
+    return bool(((first <= 0x20) | (first >= 0x80) | (last <= 0x20) | (last >= 0x80)).any())
+
+
+def strip_text(text: pd.Series) -> pd.Series:
+    """``text.str.strip()``, sharing `text`'s memory when no value changes (the usual case)."""
+    if text.dtype == "str" and text.dtype.storage == "pyarrow":
+        values = text.array.__arrow_array__()
+        if not any(_may_be_padded(chunk) for chunk in values.chunks):
+            return text
+        if pc.all(pc.equal(pc.utf8_trim_whitespace(values), values)).as_py() is not False:
+            return text  # (all missing: None)
+    return text.str.strip()
+
+
+def distinct_values(text: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+    """The distinct values of `text` and, per row, the position of its value among them.
+
+    Exports repeat values a lot (dates, levels, codes), so values are parsed once each and
+    spread back with `spread_values`. The distinct values include one missing value when `text` has
+    any, so that a parser sees the same set of values as in the whole column (and infers the
+    same result type). When values barely repeat, `text` itself is returned (positions None).
+    """
+    try:
+        codes, uniques = pd.factorize(text)
+    except TypeError:  # values that cannot be hashed (lists in a Parquet column)
+        return text, None
+    if 2 * len(uniques) > len(text):
+        return text, None
+    distinct = pd.Series(uniques, dtype=text.dtype)
+    missing = codes < 0
+    if missing.any():
+        codes[missing] = len(uniques)
+        distinct = pd.concat([distinct, pd.Series([np.nan], dtype=text.dtype)], ignore_index=True)
+    return distinct, codes
+
+
+def spread_values(values: pd.Series, codes: np.ndarray | None, index: pd.Index) -> pd.Series:
+    """Values of distinct values (see `distinct_values`) spread back to the rows of `index`."""
+    return values if codes is None else values.take(codes).set_axis(index)
+
+
+def _numbers(text: pd.Series) -> pd.Series:
+    value = pd.to_numeric(text.str.strip(), errors="coerce").astype(float)
+    return value.where(np.isfinite(value))
+
+
+def _dates(text: pd.Series) -> pd.Series:
+    day = text.str.strip().str.extract(f"^{DATE_PATTERN}$", expand=False)
+    return pd.to_datetime(day, format=DATE_FORMAT, errors="coerce")
+
+
 def parse_table(table: str, frame: pd.DataFrame, source: str) -> ParsedTable:
     """Turn text columns into numbers, dates and 0/1 flags, recording what cannot be read.
 
     `frame` holds text (as read from the file, empty cells missing); values that cannot be
     parsed become problems (one per column, with example rows), not silent missing values.
     """
-    out = frame.copy()
+    out = frame.copy(deep=False)  # copy on write: `frame` stays as it is
+    index = out.index
     problems: list[Problem] = []
     unreadable: dict[str, pd.Index] = {}
 
-    def text_of(col: str) -> pd.Series:
-        return out[col].astype("str").where(out[col].notna()).str.strip()
+    def distinct_text(col: str) -> tuple[pd.Series, np.ndarray | None]:
+        values = out[col]
+        if values.dtype != "str":
+            values = values.astype("str").where(values.notna())
+        return distinct_values(values)
+
+    def rows(mask: pd.Series, codes: np.ndarray | None) -> pd.Index:
+        return index[spread_values(mask, codes, index).to_numpy(dtype=bool)]
 
     def record(col: str, bad: pd.Index, message: str, hint: str) -> None:
         if len(bad):
@@ -212,64 +302,60 @@ def parse_table(table: str, frame: pd.DataFrame, source: str) -> ParsedTable:
     for col in BINARY_COLUMNS.get(table, ()):
         if col not in out:
             continue
-        text = text_of(col).str.lower()
-        value = pd.Series(pd.NA, index=out.index, dtype="Int64")
-        value[text.isin(YES)] = 1
-        value[text.isin(NO)] = 0
-        bad = out.index[text.notna() & value.isna()]
+        text, codes = distinct_text(col)
+        lowered = text.str.strip().str.lower()
+        value = pd.Series(pd.NA, index=text.index, dtype="Int64")
+        value[lowered.isin(YES)] = 1
+        value[lowered.isin(NO)] = 0
         record(
             col,
-            bad,
+            rows(text.notna() & value.isna(), codes),
             f"expected {BINARY_SPELLINGS}",
             f"code '{col}' as 1 (yes) or 0 (no) in every row",
         )
-        out[col] = value
+        out[col] = spread_values(value, codes, index)
     for col in NUMBER_COLUMNS.get(table, ()):
         if col not in out:
             continue
-        text = text_of(col)
-        value = pd.to_numeric(text, errors="coerce").astype(float)
-        value = value.where(np.isfinite(value))
-        bad = out.index[text.notna() & value.isna()]
-        optional = col in OPTIONAL_VALUES.get(table, ())
+        text, codes = distinct_text(col)
+        value = _numbers(text)
         hint = "use plain numbers with a '.' decimal point and no units or text"
-        if optional:
+        if col in OPTIONAL_VALUES.get(table, ()):
             hint += "; leave the cell empty when there is no value"
-        record(col, bad, "expected a number", hint)
-        out[col] = value
+        record(col, rows(text.notna() & value.isna(), codes), "expected a number", hint)
+        out[col] = spread_values(value, codes, index)
     for col in DATE_COLUMNS.get(table, ()):
         if col not in out:
             continue
-        text = text_of(col)
-        day = text.str.extract(f"^{DATE_PATTERN}$", expand=False)
-        parsed = pd.to_datetime(day, format=DATE_FORMAT, errors="coerce")
+        text, codes = distinct_text(col)
+        parsed = _dates(text)
         # dates are held to the nanosecond, which reaches from 1677-09-22 to 2262-04-11 only
         too_far = parsed.notna() & ((parsed < FIRST_DATE) | (parsed > LAST_DATE))
         value = parsed.where(~too_far).astype("datetime64[ns]")
         record(
             col,
-            out.index[text.notna() & parsed.isna()],
+            rows(text.notna() & parsed.isna(), codes),
             "expected a real date written YYYY-MM-DD",
             "export dates in ISO format (for example 2026-03-31) and check the day and month exist",
         )
         record(
             col,
-            out.index[too_far],
+            rows(too_far, codes),
             f"expected a date between {FIRST_DATE:%Y-%m-%d} and {LAST_DATE:%Y-%m-%d}",
             "check the year in these rows (a typing slip such as 2206 for 2026?)",
         )
-        out[col] = value
+        out[col] = spread_values(value, codes, index)
     if table == "learners":
         known = set(REQUIRED_COLUMNS["learners"]) | set(BINARY_COLUMNS["learners"])
         for col in [c for c in out.columns if c not in known]:
             # further covariates: numbers when every value reads as one, text (categories) otherwise
-            text = text_of(col)
-            value = pd.to_numeric(text, errors="coerce").astype(float)
-            value = value.where(np.isfinite(value))
+            text, codes = distinct_text(col)
+            value = _numbers(text)
             if text.notna().any() and value.notna().sum() == text.notna().sum():
-                out[col] = value
+                out[col] = spread_values(value, codes, index)
     if table == "skill_assessments" and "wave" in out:
-        out["wave"] = text_of("wave").str.lower()
+        text, codes = distinct_text("wave")
+        out["wave"] = spread_values(text.str.strip().str.lower(), codes, index)
     return ParsedTable(out, tuple(problems), unreadable)
 
 
@@ -328,10 +414,14 @@ def schema_problems(
     `parse_table` and are not reported again as missing. Missing columns are reported when the
     file is read, and are skipped here.
     """
+    from pandera.errors import SchemaErrors
+
     schema = schemas(scale)[table]
     try:
-        schema.validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as exc:
+        # pandera copies the frame unless told not to; a shallow copy (copy on write) keeps the
+        # caller's frame untouched at no cost (the schemas coerce nothing)
+        schema.validate(frame.copy(deep=False), lazy=True, inplace=True)
+    except SchemaErrors as exc:
         cases = exc.failure_cases
     else:
         return []
@@ -375,6 +465,21 @@ def schema_problems(
     return problems
 
 
+def _is_in(values: pd.Series, known: pd.Series) -> np.ndarray:
+    """``values.isin(set(known))`` as a boolean array; by pyarrow when both hold text.
+
+    (pandas' `isin` on text held by pyarrow turns every known value into a Python object.)
+    """
+    arrow = [s.dtype == "str" and s.dtype.storage == "pyarrow" for s in (values, known)]
+    if all(arrow):
+        found = pc.is_in(
+            pa.chunked_array(values.array.__arrow_array__()),
+            value_set=pa.chunked_array(known.array.__arrow_array__()).combine_chunks(),
+        )
+        return np.asarray(found, dtype=bool)
+    return values.isin(set(known)).to_numpy(dtype=bool)
+
+
 def cross_table_problems(
     learners: pd.DataFrame,
     action_items: pd.DataFrame,
@@ -389,14 +494,14 @@ def cross_table_problems(
     """
     problems: list[Problem] = []
     if "learner_id" in learners and learners["learner_id"].notna().all():
-        known = set(learners["learner_id"])
+        known = learners["learner_id"]
         for table, frame in (
             ("action_items", action_items),
             ("skill_assessments", skill_assessments),
         ):
             if "learner_id" not in frame:
                 continue
-            bad = frame.index[~frame["learner_id"].isin(known) & frame["learner_id"].notna()]
+            bad = frame.index[~_is_in(frame["learner_id"], known) & frame["learner_id"].notna()]
             if len(bad):
                 problems.append(
                     _problem(

@@ -7,28 +7,45 @@ checks the tables, and every problem found in every file is reported at once.
 
 from __future__ import annotations
 
+import array
+import codecs
 import csv
 import difflib
+import gc
 import hashlib
 import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 from lcstats.contract import (
     BINARY_COLUMNS,
     REQUIRED_COLUMNS,
     cross_table_problems,
+    distinct_values,
     parse_table,
     schema_problems,
+    spread_values,
+    strip_text,
 )
 from lcstats.errors import InputError, Problem
 from lcstats.options import TABLES
 from lcstats.resources import check_input_size
 
 SEPARATORS = ((";", "semicolons"), ("\t", "tabs"), ("|", "'|' characters"))
+BOM = codecs.BOM_UTF8
+# text as pandas holds it by default (pandas >= 3: "str", stored by pyarrow, missing is NaN)
+TEXT = pd.StringDtype("pyarrow", na_value=np.nan)
+_QUOTE, _COMMA, _LF, _CR = b'"'[0], b","[0], b"\n"[0], b"\r"[0]
+RELEASE_AFTER_VALUES = 1_000_000  # tables with fewer values are not worth `_release_memory`
+STRICT_CHUNK_ROWS = 1 << 16  # rows the strict reader holds as Python text at once
+_CHUNK = 1 << 22  # bytes looked at at once when checking quotes and encoding (bounds the memory)
 
 
 @dataclass(frozen=True)
@@ -104,17 +121,66 @@ def _decode(raw: bytes, source: str) -> str:
         ) from None
 
 
-def _read_csv_text(text: str, source: str, table: str) -> pd.DataFrame:
-    """Parse CSV text into a frame of text whose index is the line number minus 2."""
-    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True, strict=True)
-    records: list[list[str]] = []
-    starts: list[int] = []
+def _check_text(raw: bytes, source: str, table: str) -> None:
+    """Raise the problem `_decode` would for bytes that are not UTF-8, or the file is blank.
+
+    Decodes piece by piece, so that the text is never held whole.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    view = memoryview(raw)
+    blank = True
+    try:
+        for lo in range(0, len(raw), _CHUNK):
+            if decoder.decode(view[lo : lo + _CHUNK]).strip():
+                blank = False
+        if decoder.decode(b"", final=True).strip():
+            blank = False
+    except UnicodeDecodeError:
+        _decode(raw, source)  # raises the problem, naming the byte and its line
+    if blank:
+        raise InputError(_empty(source, table))
+
+
+def _text_columns(rows: list[list[str]]) -> list[pa.Array]:
+    return [pa.array(values, type=pa.large_string()) for values in zip(*rows, strict=True)]
+
+
+def _read_csv_text(raw: bytes, source: str, table: str) -> pd.DataFrame:
+    """Parse CSV bytes (UTF-8) into a frame of text whose index is the line number minus 2.
+
+    The strict reader: Python's `csv` module, row by row, so that every problem names its line.
+    Rows become pyarrow columns `STRICT_CHUNK_ROWS` at a time, and the text is decoded as it
+    is read, so that the memory needed stays near that of the file's values.
+    """
+    lines = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig", newline="")
+    reader = csv.reader(lines, skipinitialspace=True, strict=True)
+    header: list[str] | None = None
+    width = 0
+    rows: list[list[str]] = []
+    chunks: list[list[pa.Array]] = []
+    index = array.array("q")
+    too_long: list[int] = []
     line = 1
     try:
         for record in reader:
-            records.append(record)
-            starts.append(line)
-            line = reader.line_num + 1
+            start, line = line, reader.line_num + 1
+            if not any(f.strip() for f in record):
+                continue  # blank line (before the header too)
+            if header is None:
+                header = [h.strip() for h in record]
+                width = len(header)
+                continue
+            if len(record) > width:
+                if any(f.strip() for f in record[width:]):
+                    too_long.append(start)
+                record = record[:width]
+            elif len(record) < width:
+                record += [""] * (width - len(record))
+            rows.append(record)
+            index.append(start - 2)
+            if len(rows) == STRICT_CHUNK_ROWS:
+                chunks.append(_text_columns(rows))
+                rows = []
     except csv.Error as exc:
         raise InputError(
             Problem(
@@ -126,15 +192,11 @@ def _read_csv_text(text: str, source: str, table: str) -> pd.DataFrame:
                 'quotes with the quote doubled ("")',
             )
         ) from None
-    while records and not any(f.strip() for f in records[0]):  # blank lines before the header
-        records.pop(0)
-        starts.pop(0)
-    if not records:
+    if header is None:
         raise InputError(
             Problem(source, "the file is empty", hint=f"export the {table} table again")
         )
-    header = [h.strip() for h in records[0]]
-    if len(header) == 1:
+    if width == 1:
         for sep, name in SEPARATORS:
             if sep in header[0]:
                 raise InputError(
@@ -144,17 +206,6 @@ def _read_csv_text(text: str, source: str, table: str) -> pd.DataFrame:
                         hint="export as comma-separated CSV (in Excel: 'CSV UTF-8 (Comma delimited)')",
                     )
                 )
-    width = len(header)
-    body, index, too_long = [], [], []
-    for record, start in zip(records[1:], starts[1:], strict=True):
-        if not any(f.strip() for f in record):
-            continue  # blank line
-        if len(record) > width:
-            if any(f.strip() for f in record[width:]):
-                too_long.append(start)
-            record = record[:width]
-        body.append(record + [""] * (width - len(record)))
-        index.append(start - 2)
     if too_long:
         raise InputError(
             Problem(
@@ -166,7 +217,184 @@ def _read_csv_text(text: str, source: str, table: str) -> pd.DataFrame:
                 "or remove the extra values",
             )
         )
-    return pd.DataFrame(body, columns=header, index=pd.Index(index, dtype="int64"), dtype="str")
+    if rows:
+        chunks.append(_text_columns(rows))
+    frame = pd.DataFrame(
+        {
+            i: TEXT.__from_arrow__(pa.chunked_array([c[i] for c in chunks], pa.large_string()))
+            for i in range(width)
+        },
+        index=pd.Index(np.frombuffer(index, dtype=np.int64), dtype="int64"),
+        copy=False,
+    )
+    frame.columns = header
+    return frame
+
+
+def _is_utf8(raw: bytes, start: int, end: int) -> bool:
+    """Whether ``raw[start:end]`` is UTF-8 text (decoded piece by piece: no copy of the file)."""
+    if raw.isascii():
+        return True
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(raw)
+    try:
+        for lo in range(start, end, _CHUNK):
+            decoder.decode(view[lo : min(lo + _CHUNK, end)])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _quotes_are_plain(raw: bytes, start: int, end: int) -> bool:
+    """Whether every double quote in ``raw[start:end]`` belongs to a plainly quoted value.
+
+    Plainly quoted: the opening quote comes right after a comma or a line break (or at the
+    start), quotes inside are doubled (``""``), and the closing quote comes right before a comma,
+    a line break or the end. The strict reader and pyarrow read such values alike; anything else
+    (a quote after a space, inside an unquoted value, text after a closing quote, an unbalanced
+    quote) is left to the strict reader. Quote number ``k`` (from 0) opens a value when ``k`` is
+    even, and closes it or doubles a quote when ``k`` is odd.
+    """
+    data = np.frombuffer(raw, dtype=np.uint8)
+    may_precede = np.array([_COMMA, _LF, _CR], dtype=np.uint8)
+    may_follow = np.array([_QUOTE, _COMMA, _LF, _CR], dtype=np.uint8)
+    seen, last = 0, -2
+    for lo in range(start, end, _CHUNK):
+        pos = np.flatnonzero(data[lo : min(lo + _CHUNK, end)] == _QUOTE) + lo
+        if not len(pos):
+            continue
+        opens = (np.arange(seen, seen + len(pos)) % 2) == 0
+        before = np.where(pos > start, data[pos - 1], _LF)
+        after = np.where(pos + 1 < end, data[np.minimum(pos + 1, end - 1)], _LF)
+        doubled = np.concatenate(([last], pos[:-1])) + 1 == pos  # the second quote of ""
+        ok = np.where(opens, np.isin(before, may_precede) | doubled, np.isin(after, may_follow))
+        if not ok.all():
+            return False
+        seen, last = seen + len(pos), int(pos[-1])
+    return seen % 2 == 0
+
+
+def _read_csv_fast(raw: bytes) -> pd.DataFrame | None:
+    """Read plain CSV bytes with pyarrow, as `_read_csv_text` would; ``None`` when unsure.
+
+    Every value is read as text (nothing converted, no value missing). The result equals the
+    strict reader's once `_clean` has run and rows left wholly empty are dropped (see
+    `read_table`). Files the two might read differently are refused (``None``), so that the
+    strict reader reads them and reports their problems as always: not UTF-8, NUL bytes, lone
+    carriage returns, quotes other than plain quoted values, a header of fewer than two columns,
+    no data rows, rows with more or fewer values than the header, values longer than the `csv`
+    module's field limit, blank lines (pyarrow skips them, which would shift the row numbers)
+    and line breaks inside quoted values (one row per line is what keeps the index equal to the
+    line number minus 2).
+    """
+    start = len(BOM) if raw.startswith(BOM) else 0
+    end = len(raw)
+    while end > start and raw[end - 1] in (_LF, _CR):
+        end -= 1  # trailing line breaks (blank lines at the end shift no row)
+    first = raw.find(b"\n", start, end)  # the end of the header line
+    if first == -1 or raw.find(b"\x00") != -1:
+        return None
+    if raw.find(b"\r", start, end) != -1 and raw.count(b"\r", start, end) != raw.count(
+        b"\r\n", start, end
+    ):
+        return None  # a lone carriage return ends a line for the strict reader
+    if not _is_utf8(raw, start, end):
+        return None
+    quoted = raw.find(b'"', start, end) != -1
+    if quoted and not _quotes_are_plain(raw, start, end):
+        return None
+    try:
+        line = raw[start:first].decode("utf-8")
+        header = next(csv.reader([line], skipinitialspace=True, strict=True))
+    except (csv.Error, StopIteration):
+        return None
+    if len(header) < 2:
+        return None  # the strict reader tells a one-column file from one with other separators
+    names = [f"f{i}" for i in range(len(header))]
+    body = pa.py_buffer(raw).slice(first + 1, end - first - 1)
+    try:
+        table = pa_csv.read_csv(
+            pa.BufferReader(body),
+            read_options=pa_csv.ReadOptions(column_names=names),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=quoted, ignore_empty_lines=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.large_string()),
+                null_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+                check_utf8=False,  # checked above
+            ),
+        )
+    except pa.ArrowException:
+        return None  # rows with more or fewer values than the header, and what else pyarrow refuses
+    if table.num_rows != raw.count(b"\n", first + 1, end) + 1:
+        return None  # blank lines, or line breaks inside quoted values
+    limit = csv.field_size_limit()  # longer values are an error for the strict reader
+    if any((pc.max(pc.binary_length(column)).as_py() or 0) > limit for column in table.columns):
+        return None
+    frame = pd.DataFrame(
+        {i: TEXT.__from_arrow__(table.column(i)) for i in range(table.num_columns)},
+        index=pd.RangeIndex(table.num_rows),
+        copy=False,
+    )
+    frame.columns = [h.strip() for h in header]
+    return frame
+
+
+def _release_memory(frame: pd.DataFrame) -> None:
+    """Free what the last step on `frame` left behind, and hand it back to the system.
+
+    Validation leaves reference cycles holding whole columns (pandera's and pandas' objects
+    refer to each other), which Python's cycle collector may not visit for a long while; and
+    pyarrow's allocator keeps the memory it freed for later, which numpy cannot use. Without
+    this, a load holds about the peak of every step at once (measured at 1,000,000 learners).
+    Small tables are skipped: a collection takes some 40 ms, longer than their whole load.
+    """
+    if frame.size >= RELEASE_AFTER_VALUES:
+        gc.collect()
+        pa.default_memory_pool().release_unused()
+
+
+def _drop_blank_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Without the rows whose every value is missing (the strict reader skips such lines)."""
+    blank = None
+    for i in range(frame.shape[1]):
+        missing = frame.iloc[:, i].isna().to_numpy()
+        blank = missing if blank is None else blank & missing
+        if not blank.any():
+            return frame
+    return frame if blank is None else frame[~blank]
+
+
+def _read_csv(raw: bytes, source: str, table: str) -> tuple[pd.DataFrame, bool]:
+    """Read CSV bytes as text: quickly when `_read_csv_fast` can, else with the strict reader.
+
+    Returns the frame and whether it came from the fast reader (whose wholly empty rows must be
+    dropped after `_clean`).
+    """
+    frame = _read_csv_fast(raw)
+    if frame is not None:
+        return frame, True
+    _check_text(raw, source, table)
+    return _read_csv_text(raw, source, table), False
+
+
+def _cleaned(frame: pd.DataFrame, source: str, *, fast: bool) -> pd.DataFrame:
+    """`_clean`, and for the fast reader without the rows left wholly empty."""
+    frame = _clean(frame, source)
+    if fast:
+        frame = _drop_blank_rows(frame)
+    _release_memory(frame)
+    return frame
+
+
+def _empty(source: str, table: str) -> Problem:
+    return Problem(
+        source,
+        "the file is empty (0 bytes or only blank lines)",
+        hint=f"export the {table} table again",
+    )
 
 
 def _clean(frame: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -179,8 +407,14 @@ def _clean(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     for i in range(frame.shape[1]):
         name = str(frame.columns[i]).strip()
         values = frame.iloc[:, i]
-        text = values.astype("str").where(values.notna()).str.strip()
-        text = text.where(text != "")
+        if values.dtype != "str":  # (from Parquet) each distinct number or date written once
+            distinct, codes = distinct_values(values)
+            text = distinct.astype("str").where(distinct.notna())
+            values = spread_values(text, codes, values.index)
+        text = strip_text(values)
+        empty = text == ""
+        if empty.any():
+            text = text.where(~empty)
         if not name or name.startswith("Unnamed: "):
             if text.isna().all():
                 continue  # a trailing separator in the header, or an empty index column
@@ -334,21 +568,15 @@ def read_table(
                 hint="use a .csv or .parquet file",
             )
         )
-    empty = Problem(
-        source,
-        "the file is empty (0 bytes or only blank lines)",
-        hint=f"export the {table} table again",
-    )
-    if not raw.strip():
-        raise InputError(empty)
+    if not raw or raw.isspace():  # (raw.strip() would copy the file)
+        raise InputError(_empty(source, table))
+    fast = False
     if suffix == ".parquet":
         frame = _read_parquet(raw, source)
     else:
-        text = _decode(raw, source)
-        if not text.strip():
-            raise InputError(empty)
-        frame = _read_csv_text(text, source, table)
-    frame = _clean(frame, source)
+        frame, fast = _read_csv(raw, source, table)
+    del raw  # the file's bytes are no longer needed: free them before cleaning
+    frame = _cleaned(frame, source, fast=fast)
     if frame.empty:
         raise InputError(
             Problem(
@@ -452,11 +680,15 @@ def load_programme(
             problems.extend(exc.problems)
             continue
         parsed = parse_table(table, frame, src.path)
+        del frame
+        _release_memory(parsed.frame)
         problems.extend(parsed.problems)
         problems.extend(
             schema_problems(table, parsed.frame, src.path, scale, unreadable=parsed.unreadable)
         )
+        _release_memory(parsed.frame)
         frames[table], sources[table] = parsed.frame, src
+        del parsed
     if len(frames) == len(paths):
         problems.extend(
             cross_table_problems(

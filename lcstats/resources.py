@@ -8,22 +8,31 @@ How much memory a table needs was measured, not guessed: the peak resident memor
 ``load_programme`` + ``learner_outcomes`` (``/proc/self/status`` VmHWM after resetting it, minus
 the resident memory before, imports done), divided by the bytes of the three input files:
 
-=====================================  =========  ===========  ===============
-input (simulated programme)            file size  peak added   bytes per byte
-=====================================  =========  ===========  ===============
-data/example, CSV (2,000 learners)       1.1 MB      26 MB          23
-20,000 learners, CSV                    11.3 MB     186 MB          16.5
-100,000 learners, CSV                   57.8 MB     829 MB          14.3
-data/example, Parquet                    0.19 MB     42 MB         214
-20,000 learners, Parquet                 1.9 MB     109 MB          56
-100,000 learners, Parquet                8.8 MB     302 MB          34
-=====================================  =========  ===========  ===============
+==========================================  =========  ===========  ===============
+input (simulated programme)                 file size  peak added   bytes per byte
+==========================================  =========  ===========  ===============
+data/example, CSV (2,000 learners)            1.1 MB       9 MB           7.8
+20,000 learners, CSV                         11.3 MB      93 MB           8.2
+100,000 learners, CSV                        57.8 MB     271 MB           4.7
+100,000 learners, CSV of short values        37.1 MB     247 MB           6.7
+1,000,000 learners, CSV                     598 MB      2030 MB           3.4
+1,000,000 learners, CSV, strict reader      598 MB      1904 MB           3.2
+2,000 learners, Parquet                       0.20 MB     24 MB         119
+20,000 learners, Parquet                      1.9 MB      85 MB          44
+100,000 learners, Parquet                     8.8 MB     219 MB          25
+1,000,000 learners, Parquet                  79.2 MB    1798 MB          23
+==========================================  =========  ===========  ===============
 
-Small inputs are dominated by a fixed ~25-40 MB (schemas, allocator arenas) that never matters
-against the gigabytes a machine has; large inputs settle near 14 bytes per CSV byte and 34 per
-Parquet byte (Parquet is compressed and dictionary-encoded, pandas holds every cell as text).
-`CSV_FACTOR` and `PARQUET_FACTOR` add about 40 % to those for margin (other exports compress
-differently; the analysis after loading needs some memory too).
+("Short values": ids without prefix, one-letter codes, no assessment dates; "strict reader": a
+blank line in each file, which `lcstats.load` leaves to its row-by-row reader.) Small inputs are
+dominated by a fixed ~10-80 MB that never matters against the gigabytes a machine has; large
+inputs settle near 3.4-4.7 bytes per CSV byte and 23-25 per Parquet byte. Files of short values
+need more per byte (every value costs 8 bytes of bookkeeping in memory, however short it is).
+`CSV_FACTOR` (8) is about 70 % above the simulated programmes and 20 % above short values;
+`PARQUET_FACTOR` (35) about 40 % above (other exports compress differently; the analysis after
+loading needs some memory too). Before the loader read CSV with pyarrow and parsed each distinct
+value once, the figures were about 14 bytes per CSV byte and 32-34 per Parquet byte (1,000,000
+learners: 7.9 GB added for the CSV files, 2.5 GB for the Parquet ones).
 """
 
 from __future__ import annotations
@@ -34,8 +43,8 @@ from pathlib import Path
 
 from lcstats.errors import InputError, Problem
 
-CSV_FACTOR = 20.0
-PARQUET_FACTOR = 50.0
+CSV_FACTOR = 8.0
+PARQUET_FACTOR = 35.0
 LIMIT_ENV_VAR = "LCSTATS_MEMORY_LIMIT_BYTES"
 MEMINFO = Path("/proc/meminfo")
 CGROUP_DIR = Path("/sys/fs/cgroup")
@@ -191,10 +200,10 @@ def check_input_size(
     >>> paths = {"learners": "data/example/learners.csv"}
     >>> check_input_size(paths, limit=10**9)  # enough: returns quietly
     >>> try:
-    ...     check_input_size(paths, limit=1_000_000)
+    ...     check_input_size(paths, limit=100_000)
     ... except InputError as exc:
     ...     print(exc.problems[0].message.split(" (")[0])
-    the input tables need about 1.9 MB of memory to analyse, but only 1.0 MB is available
+    the input tables need about 747.9 kB of memory to analyse, but only 100.0 kB is available
     """
     origin = "the limit given"
     if limit is None:
