@@ -59,55 +59,10 @@ def loadavg() -> str:
 
 def build_inputs(params_path: Path) -> dict[str, Any]:
     """The keyword arguments of `build_report`, made as notebooks/evaluation.ipynb makes them."""
-    from lcstats.analysis import estimate_effects
-    from lcstats.diagnostics import diagnose
-    from lcstats.load import load_programme
-    from lcstats.metrics import learner_outcomes
+    from lcstats.evaluation import evaluate
     from lcstats.params import load_params
 
-    params = load_params(params_path)
-    programme = load_programme(
-        params.learners,
-        params.action_items,
-        params.skill_assessments,
-        columns=params.columns,
-        scale=(params.scale_min, params.scale_max),
-        required_learner_columns=(
-            params.treatment,
-            *params.covariates,
-            *([params.cluster] if params.cluster else []),
-        ),
-    )
-    outcomes = learner_outcomes(programme, as_of=params.as_of)
-    effects = estimate_effects(
-        outcomes,
-        treatment=params.treatment,
-        covariates=params.covariates,
-        methods=params.methods,
-        estimand=params.estimand,
-        cluster=params.cluster,
-        alpha=params.alpha,
-        trim=params.trim,
-    )
-    diagnostics = diagnose(
-        outcomes,
-        effects,
-        treatment=params.treatment,
-        covariates=params.covariates,
-        cluster=params.cluster,
-        headline_method=params.headline_method,
-        estimand=params.estimand,
-        alpha=params.alpha,
-        min_group_size=params.min_group_size,
-    )
-    return {
-        "params": params,
-        "programme": programme,
-        "outcomes": outcomes,
-        "effects": effects,
-        "diagnostics": diagnostics,
-        "run_id": "benchmark",
-    }
+    return evaluate(load_params(params_path)).report_arguments("benchmark")
 
 
 def baseline_modules(ref: str) -> tuple[types.ModuleType, types.ModuleType]:

@@ -32,6 +32,8 @@ _EXPORTS = {
     "diagnose": "lcstats.diagnostics",
     "estimate_effect": "lcstats.effects",
     "estimate_effects": "lcstats.analysis",
+    "Evaluation": "lcstats.evaluation",
+    "evaluate": "lcstats.evaluation",
     "learner_outcomes": "lcstats.metrics",
     "load_inputs": "lcstats.inputs",
     "load_params": "lcstats.params",

@@ -62,51 +62,10 @@ def figure_png(fig: Figure) -> bytes:
 @pytest.fixture(scope="module")
 def inputs() -> dict:
     """build_report's arguments for the example programme, made as the notebook makes them."""
-    from lcstats.analysis import estimate_effects
-    from lcstats.diagnostics import diagnose
-    from lcstats.load import load_programme
-    from lcstats.metrics import learner_outcomes
+    from lcstats.evaluation import evaluate
     from lcstats.params import load_params
 
-    params = load_params(EXAMPLE_PARAMS)
-    programme = load_programme(
-        params.learners,
-        params.action_items,
-        params.skill_assessments,
-        columns=params.columns,
-        scale=(params.scale_min, params.scale_max),
-        required_learner_columns=(params.treatment, *params.covariates, params.cluster),
-    )
-    outcomes = learner_outcomes(programme, as_of=params.as_of)
-    effects = estimate_effects(
-        outcomes,
-        treatment=params.treatment,
-        covariates=params.covariates,
-        methods=params.methods,
-        estimand=params.estimand,
-        cluster=params.cluster,
-        alpha=params.alpha,
-        trim=params.trim,
-    )
-    diagnostics = diagnose(
-        outcomes,
-        effects,
-        treatment=params.treatment,
-        covariates=params.covariates,
-        cluster=params.cluster,
-        headline_method=params.headline_method,
-        estimand=params.estimand,
-        alpha=params.alpha,
-        min_group_size=params.min_group_size,
-    )
-    return {
-        "params": params,
-        "programme": programme,
-        "outcomes": outcomes,
-        "effects": effects,
-        "diagnostics": diagnostics,
-        "run_id": "test",
-    }
+    return evaluate(load_params(EXAMPLE_PARAMS)).report_arguments("test")
 
 
 @pytest.fixture(scope="module")

@@ -67,6 +67,18 @@ def test_results_hold_finite_estimates_with_intervals_for_both_outcomes(good_run
         assert q["rows_used"] + sum(q["excluded"].values()) == q["rows_read"]
 
 
+def test_evaluate_gives_the_notebooks_results(good_run):
+    from lcstats.evaluation import evaluate
+    from lcstats.files import dumps_json
+    from lcstats.params import load_params
+    from lcstats.results import results_document
+
+    outcome, tmp = good_run
+    done = evaluate(load_params(tmp / "small.yaml"))
+    doc = results_document(**{k: v for k, v in done.report_arguments("x").items() if k != "run_id"})
+    assert dumps_json(doc) == (outcome.run_dir / "results.json").read_text(encoding="utf-8")
+
+
 def test_run_json_records_provenance(good_run, small_programme_dir):
     from lcstats.files import sha256_file
 

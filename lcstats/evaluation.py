@@ -1,0 +1,74 @@
+"""One evaluation's statistics from its parameters, computed as the evaluation notebook does.
+
+The notebook spells out each call for its readers; `evaluate` makes the same calls in one go for
+scripts, tests and benchmarks (a test checks that both give the same results.json).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lcstats.analysis import EffectSet
+    from lcstats.diagnostics import Diagnostics
+    from lcstats.load import Programme
+    from lcstats.metrics import LearnerOutcomes
+    from lcstats.params import Params
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The parameters, validated inputs, learner outcomes, effects and diagnostics of a run."""
+
+    params: Params
+    programme: Programme
+    outcomes: LearnerOutcomes
+    effects: EffectSet
+    diagnostics: Diagnostics
+
+    def report_arguments(self, run_id: str) -> dict[str, Any]:
+        """Keyword arguments of `lcstats.report.build_report` (``results_document`` takes the
+        same without `run_id`)."""
+        return {**{f: getattr(self, f) for f in self.__dataclass_fields__}, "run_id": run_id}
+
+
+def evaluate(params: Params, *, programme: Programme | None = None) -> Evaluation:
+    """Compute an evaluation: inputs, learner outcomes, effects and diagnostics.
+
+    Parameters
+    ----------
+    params : Params
+        The evaluation's parameters (`lcstats.load_params`).
+    programme : Programme, optional
+        Validated inputs, when already loaded; read from the parameters' files otherwise.
+    """
+    from lcstats.analysis import estimate_effects
+    from lcstats.diagnostics import diagnose
+    from lcstats.inputs import load_inputs
+    from lcstats.metrics import learner_outcomes
+
+    programme = programme if programme is not None else load_inputs(params)
+    outcomes = learner_outcomes(programme, as_of=params.as_of)
+    effects = estimate_effects(
+        outcomes,
+        treatment=params.treatment,
+        covariates=params.covariates,
+        methods=params.methods,
+        estimand=params.estimand,
+        cluster=params.cluster,
+        alpha=params.alpha,
+        trim=params.trim,
+    )
+    diagnostics = diagnose(
+        outcomes,
+        effects,
+        treatment=params.treatment,
+        covariates=params.covariates,
+        cluster=params.cluster,
+        headline_method=params.headline_method,
+        estimand=params.estimand,
+        alpha=params.alpha,
+        min_group_size=params.min_group_size,
+    )
+    return Evaluation(params, programme, outcomes, effects, diagnostics)
