@@ -37,24 +37,14 @@ def validate_evaluation(params_path: str | Path) -> str:
 
     Returns a short summary; raises `InputError` or `EstimationError` otherwise.
     """
-    from lcstats.analysis import estimate_effects
+    from lcstats.evaluation import estimate
     from lcstats.metrics import learner_outcomes
     from lcstats.params import load_params
     from lcstats.runner import preflight
 
     params = load_params(params_path)
     _, programme = preflight(params)
-    outcomes = learner_outcomes(programme, as_of=params.as_of)
-    effects = estimate_effects(
-        outcomes,
-        treatment=params.treatment,
-        covariates=params.covariates,
-        methods=params.methods,
-        estimand=params.estimand,
-        cluster=params.cluster,
-        alpha=params.alpha,
-        trim=params.trim,
-    )
+    effects = estimate(params, learner_outcomes(programme, as_of=params.as_of))
     rows = ", ".join(f"{t} {s.rows_read:,} rows" for t, s in programme.sources.items())
     samples = ", ".join(f"{o}: {len(s.data):,} learners" for o, s in effects.samples.items())
     return f"{params_path}: valid ({rows}; analysis samples {samples})"

@@ -33,6 +33,22 @@ class Evaluation:
         return {**{f: getattr(self, f) for f in self.__dataclass_fields__}, "run_id": run_id}
 
 
+def estimate(params: Params, outcomes: LearnerOutcomes) -> EffectSet:
+    """The effects of coaching the parameters ask for (`lcstats.estimate_effects`)."""
+    from lcstats.analysis import estimate_effects
+
+    return estimate_effects(
+        outcomes,
+        treatment=params.treatment,
+        covariates=params.covariates,
+        methods=params.methods,
+        estimand=params.estimand,
+        cluster=params.cluster,
+        alpha=params.alpha,
+        trim=params.trim,
+    )
+
+
 def evaluate(params: Params, *, programme: Programme | None = None) -> Evaluation:
     """Compute an evaluation: inputs, learner outcomes, effects and diagnostics.
 
@@ -43,23 +59,13 @@ def evaluate(params: Params, *, programme: Programme | None = None) -> Evaluatio
     programme : Programme, optional
         Validated inputs, when already loaded; read from the parameters' files otherwise.
     """
-    from lcstats.analysis import estimate_effects
     from lcstats.diagnostics import diagnose
     from lcstats.inputs import load_inputs
     from lcstats.metrics import learner_outcomes
 
     programme = programme if programme is not None else load_inputs(params)
     outcomes = learner_outcomes(programme, as_of=params.as_of)
-    effects = estimate_effects(
-        outcomes,
-        treatment=params.treatment,
-        covariates=params.covariates,
-        methods=params.methods,
-        estimand=params.estimand,
-        cluster=params.cluster,
-        alpha=params.alpha,
-        trim=params.trim,
-    )
+    effects = estimate(params, outcomes)
     diagnostics = diagnose(
         outcomes,
         effects,
