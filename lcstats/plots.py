@@ -143,6 +143,34 @@ def _wrap_overflowing_text(fig: Figure, margin: float = 4.0) -> bool:
     return changed
 
 
+def _interval_bars(
+    ax: Axes,
+    est: pd.DataFrame,
+    pos,
+    factor: float,
+    colour,
+    *,
+    horizontal: bool,
+    small: bool = False,
+) -> None:
+    """Estimates with their confidence intervals (columns estimate, ci_low, ci_high) as points
+    with error bars at positions `pos`, in one call; `factor` converts to the display unit."""
+    values = est["estimate"] * factor
+    errors = [
+        (est["estimate"] - est["ci_low"]) * factor,
+        (est["ci_high"] - est["estimate"]) * factor,
+    ]
+    xy, err = ((values, pos), "xerr") if horizontal else ((pos, values), "yerr")
+    ax.errorbar(
+        *xy,
+        **{err: errors},
+        fmt="o",
+        color=colour,
+        capsize=3 if small else 4,
+        markersize=6 if small else 7,
+    )
+
+
 def _finish(fig: Figure, owned: bool) -> Figure:
     """Lay out a figure made here; a caller's figure is the caller's to lay out."""
     return lay_out(fig) if owned else fig
@@ -220,18 +248,7 @@ def forest_plot(estimates: pd.DataFrame, *, title: str | None = None) -> Figure:
         for mask, colour in ((raw, PALETTE[7]), (~raw, PALETTE[0])):  # one call per colour
             if mask.any():
                 part = rows[mask]
-                ax.errorbar(
-                    part["estimate"] * factor,
-                    ypos[mask],
-                    xerr=[
-                        (part["estimate"] - part["ci_low"]) * factor,
-                        (part["ci_high"] - part["estimate"]) * factor,
-                    ],
-                    fmt="o",
-                    color=colour,
-                    capsize=4,
-                    markersize=7,
-                )
+                _interval_bars(ax, part, ypos[mask], factor, colour, horizontal=True)
         ax.axvline(0, color="0.3", lw=1, ls="--")
         ax.set_yticks(list(ypos), [METHOD_LABELS.get(m, m) for m in rows["method"]])
         ax.set_ylim(-0.5, len(rows) - 0.5)
@@ -474,18 +491,7 @@ def dose_response_plot(dose: DoseResponse, *, ax: Axes | None = None) -> Figure:
             estimated.append(x)
     if estimated:  # one call for all estimated bands
         est = frame.iloc[estimated]
-        ax.errorbar(
-            estimated,
-            est["estimate"] * factor,
-            yerr=[
-                (est["estimate"] - est["ci_low"]) * factor,
-                (est["ci_high"] - est["estimate"]) * factor,
-            ],
-            fmt="o",
-            color=PALETTE[0],
-            capsize=4,
-            markersize=7,
-        )
+        _interval_bars(ax, est, estimated, factor, PALETTE[0], horizontal=False)
     ax.axhline(0, color="0.3", lw=1, ls="--")
     ax.set_xticks(range(len(frame)), labels)
     ax.set_xlim(-0.5, len(frame) - 0.5)
@@ -571,18 +577,7 @@ def subgroup_plot(subgroups: SubgroupEffects, *, ax: Axes | None = None) -> Figu
             ys.append(y)
         if rows:  # one call per subgrouping variable
             est = pd.DataFrame(rows)
-            ax.errorbar(
-                est["estimate"] * factor,
-                ys,
-                xerr=[
-                    (est["estimate"] - est["ci_low"]) * factor,
-                    (est["ci_high"] - est["estimate"]) * factor,
-                ],
-                fmt="o",
-                color=colour,
-                capsize=3,
-                markersize=6,
-            )
+            _interval_bars(ax, est, ys, factor, colour, horizontal=True, small=True)
     ax.axvline(0, color="0.3", lw=1, ls="--")
     ax.set_yticks(ticks, tick_labels)
     for k in headings:
