@@ -17,15 +17,27 @@ from tests.conftest import write_params
 LCSTATS = Path(sys.executable).parent / "lcstats"
 
 
-def kernels_left() -> list[str]:
-    """Command lines of this process's children that are Jupyter kernels."""
+def kernel_processes(pid: int | None = None) -> list:
+    """The Jupyter kernels among a process's children (default: this process's).
+
+    Children that end while being looked at (e.g. the run's short ``git`` calls, which can be
+    zombies for a moment) are skipped.
+    """
     import psutil
 
-    return [
-        " ".join(c.cmdline())
-        for c in psutil.Process().children(recursive=True)
-        if "ipykernel" in " ".join(c.cmdline())
-    ]
+    found = []
+    for child in psutil.Process(pid).children(recursive=pid is None):
+        try:
+            if "ipykernel" in " ".join(child.cmdline()):
+                found.append(child)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def kernels_left() -> list[int]:
+    """Process ids of this process's children that are Jupyter kernels."""
+    return [c.pid for c in kernel_processes()]
 
 
 @pytest.fixture(scope="module")
@@ -244,9 +256,7 @@ def test_killed_run_leaves_nothing_that_blocks_the_next_and_no_kernel(
     while not list((reports / "killed").glob(f".*.partial/{HANDOVER_FILE}")):
         assert proc.poll() is None and time.monotonic() < deadline, "the run never got going"
         time.sleep(0.05)
-    kernels = [
-        c for c in psutil.Process(proc.pid).children() if "ipykernel" in " ".join(c.cmdline())
-    ]
+    kernels = kernel_processes(proc.pid)
     assert kernels, "the run's kernel should be running by now"
     os.kill(proc.pid, signal.SIGKILL)  # mid-run, as an out-of-memory killer or a timeout would
     proc.wait()
