@@ -91,7 +91,7 @@ def worker(task: str, n: int, seed: int, profile: bool) -> dict:
     import numpy as np
     import statsmodels.api as sm
 
-    from lcstats.effects import _design, estimate_effect
+    from lcstats.estimation.effects import _design, estimate_effect
 
     frame, covariates = make_data(n, seed)
     if task == "logit":

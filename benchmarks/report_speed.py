@@ -8,7 +8,7 @@ One BLAS thread (``OPENBLAS_NUM_THREADS=1``), the Agg backend.
 A second, instrumented pass (``--figures``, on by default) breaks one build down by figure:
 
 ==========  ======================================================================================
-build       time in the ``lcstats.plots`` functions (and the report's own subplot set-up) that
+build       time in the ``lcstats.reporting.plots`` functions (and the report's own subplot set-up) that
             made the figure: artists, seaborn, layout
 draw        time in ``Figure.draw`` while the figure was saved
 draws       full draws of the figure: while it was made + while it was saved
@@ -59,14 +59,14 @@ def loadavg() -> str:
 
 def build_inputs(params_path: Path) -> dict[str, Any]:
     """The keyword arguments of `build_report`, made as notebooks/evaluation.ipynb makes them."""
-    from lcstats.evaluation import evaluate
+    from lcstats.estimation.evaluation import evaluate
     from lcstats.params import load_params
 
     return evaluate(load_params(params_path)).report_arguments("benchmark")
 
 
 def baseline_modules(ref: str) -> tuple[types.ModuleType, types.ModuleType]:
-    """``lcstats.plots`` and ``lcstats.report`` as they were at git revision `ref` (the report
+    """``lcstats.reporting.plots`` and ``lcstats.reporting.report`` as they were at git revision `ref` (the report
     with the template of `ref`; every other module as it is now)."""
     import jinja2
 
@@ -84,11 +84,19 @@ def baseline_modules(ref: str) -> tuple[types.ModuleType, types.ModuleType]:
             setattr(mod, key, value)
         return mod
 
-    plots = module("_baseline_plots", "lcstats/plots.py")
-    report = module("_baseline_report", "lcstats/report.py", plots=plots)
+    # the layered layout moved these files into lcstats/reporting/
+    layered = (
+        subprocess.run(
+            ["git", "cat-file", "-e", f"{ref}:lcstats/reporting/report.py"], cwd=ROOT
+        ).returncode
+        == 0
+    )
+    where = "lcstats/reporting" if layered else "lcstats"
+    plots = module("_baseline_plots", f"{where}/plots.py")
+    report = module("_baseline_report", f"{where}/report.py", plots=plots)
     env = report.TEMPLATES
     report.TEMPLATES = env.overlay(
-        loader=jinja2.DictLoader({"report.html.j2": source("lcstats/templates/report.html.j2")})
+        loader=jinja2.DictLoader({"report.html.j2": source(f"{where}/templates/report.html.j2")})
     )
     return plots, report
 
@@ -98,7 +106,7 @@ def timed_build(
 ) -> tuple[float, float]:
     """Seconds to build the report and to render + write it."""
     if build is None:
-        from lcstats.report import build_report as build
+        from lcstats.reporting.report import build_report as build
 
     t0 = time.perf_counter()
     report = build(**inputs)
@@ -293,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     inputs = build_inputs(args.params)
     print(f"inputs built in {time.perf_counter() - t0:.2f} s (not part of the timings)")
 
-    from lcstats import plots, report
+    from lcstats.reporting import plots, report
 
     modules = {"current": (plots, report)}
     if args.baseline:

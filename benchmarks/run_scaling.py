@@ -276,11 +276,11 @@ def step(name, fn):
     return value
 
 def imports():
-    import lcstats, lcstats.report, lcstats.results  # noqa
+    import lcstats, lcstats.reporting.report, lcstats.reporting.results  # noqa
     return lcstats
 lc = step("imports", imports)
-from lcstats.report import build_report
-from lcstats.results import results_document, write_results
+from lcstats.reporting.report import build_report
+from lcstats.reporting.results import results_document, write_results
 params = lc.load_params(sys.argv[1])
 programme = step("load_programme", lambda: lc.load_inputs(params))
 outcomes = step("learner_outcomes", lambda: lc.learner_outcomes(programme, as_of=params.as_of))

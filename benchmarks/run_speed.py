@@ -226,7 +226,7 @@ def _table(rows: dict[str, list[float]], title: str, unit: str = "s") -> None:
 IMPORT_LINE = re.compile(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
 WATCHED = (
     "lcstats",
-    "lcstats.analysis",
+    "lcstats.estimation.analysis",
     "statsmodels.api",
     "scipy.stats",
     "pandas",
@@ -240,7 +240,7 @@ WATCHED = (
     "jupyter_client",
     "matplotlib.pyplot",
     "seaborn",
-    "lcstats.report",
+    "lcstats.reporting.report",
 )
 
 
@@ -267,9 +267,9 @@ T = {}
 t = time.perf_counter()
 import lcstats as lc
 T["import lcstats"] = time.perf_counter() - t; t = time.perf_counter()
-from lcstats.report import build_report
-from lcstats.results import results_document, write_results
-T["import lcstats.report, .results"] = time.perf_counter() - t; t = time.perf_counter()
+from lcstats.reporting.report import build_report
+from lcstats.reporting.results import results_document, write_results
+T["import lcstats.reporting.report, .results"] = time.perf_counter() - t; t = time.perf_counter()
 params = lc.load_params(sys.argv[1])
 programme = lc.load_inputs(params)
 T["load_programme (read + validate)"] = time.perf_counter() - t; t = time.perf_counter()
@@ -286,7 +286,7 @@ out = Path(tempfile.mkdtemp())
 write_results(results_document(params=params, programme=programme, outcomes=outcomes,
     effects=effects, diagnostics=diagnostics), out)
 T["results.json"] = time.perf_counter() - t; t = time.perf_counter()
-import lcstats.report as rep
+import lcstats.reporting.report as rep
 render = [0.0]
 original = rep.figure_uri
 def timed_uri(fig, **kw):
@@ -372,13 +372,13 @@ def main() -> None:
 
     if args.profile:
         reps = max(3, args.repeats // 2)
-        cli_code = "import lcstats.cli, lcstats.runner, lcstats.inputs, lcstats.load, papermill"
+        cli_code = "import lcstats.cli, lcstats.running.runner, lcstats.data.inputs, lcstats.data.load, papermill"
         for label, code, pre in (
-            ("CLI process imports (lcstats.runner blocks rfc3987_syntax)", cli_code, ""),
-            ("  until the kernel is started", "import lcstats.cli, lcstats.runner", ""),
+            ("CLI process imports (lcstats.running.runner blocks rfc3987_syntax)", cli_code, ""),
+            ("  until the kernel is started", "import lcstats.cli, lcstats.running.runner", ""),
             (
                 "kernel's warm-up imports",
-                "from lcstats.kernel import WARM_IMPORTS; exec(WARM_IMPORTS)",
+                "from lcstats.running.kernel import WARM_IMPORTS; exec(WARM_IMPORTS)",
                 "",
             ),
             ("ipykernel start-up imports", "import ipykernel.kernelapp", ""),

@@ -5,10 +5,10 @@ Not a test: it prints its figures (and writes them as CSV) so a person can judge
 Two data-generating processes (DGPs), each replicated ``--reps`` times with independent seeds:
 
 ``programme``
-    `lcstats.simulate.simulate_programme` (``--n-programme`` learners in teams of about 10, team
+    `lcstats.data.simulate.simulate_programme` (``--n-programme`` learners in teams of about 10, team
     share of outcome variance ``--icc``, selection into coaching on engagement, tenure and cohort,
     team-level clustering of coaching), taken through the product's own path:
-    `lcstats.metrics.learner_outcomes` then `lcstats.analysis.estimate_effects` with the
+    `lcstats.outcomes.learner.learner_outcomes` then `lcstats.estimation.analysis.estimate_effects` with the
     covariates of ``params/example.yaml`` (spec ``example``: tenure in months, linearly, as the
     simulator uses it) and, as a mild misspecification, with log tenure instead (spec
     ``log_tenure``). The truth is the programme's own ``truth`` (the average of each simulated learner's individual
@@ -63,12 +63,12 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from lcstats.analysis import estimate_effects  # noqa: E402
-from lcstats.effects import estimate_effect  # noqa: E402
-from lcstats.errors import EstimationError  # noqa: E402
-from lcstats.load import Programme, SourceFile  # noqa: E402
-from lcstats.metrics import learner_outcomes  # noqa: E402
-from lcstats.simulate import simulate_programme  # noqa: E402
+from lcstats.core.errors import EstimationError  # noqa: E402
+from lcstats.data.load import Programme, SourceFile  # noqa: E402
+from lcstats.data.simulate import simulate_programme  # noqa: E402
+from lcstats.estimation.analysis import estimate_effects  # noqa: E402
+from lcstats.estimation.effects import estimate_effect  # noqa: E402
+from lcstats.outcomes.learner import learner_outcomes  # noqa: E402
 
 METHODS = ("difference", "regression", "ipw", "aipw")
 ESTIMANDS = ("ATE", "ATT")

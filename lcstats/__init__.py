@@ -1,11 +1,22 @@
-"""lcstats: evaluate whether coaching raised learners' follow-through and closed skills gaps.
+"""lcstats: did coaching raise learners' follow-through and close their skills gaps?
 
-Data flows one way: ``load`` (contract, reading, validation) -> ``metrics`` (learner-level
-outcomes) -> ``effects`` / ``analysis`` (estimates) -> ``report`` (tables, figures, HTML), with
-``runner`` and ``cli`` on top. See ARCHITECTURE.md.
+Quick start (in a notebook or script run from the repository)::
 
-The names below are imported on first use, so that the command line and a run's pre-flight do not
-pay for statistics and plotting libraries they do not need.
+    import lcstats as lc
+
+    params = lc.load_params("params/example.yaml")
+    ev = lc.evaluate(params)                 # inputs -> outcomes -> effects -> diagnostics
+    ev.effects.to_frame()                    # one row per outcome x method
+    lc.estimate_effect(ev.outcomes.data.dropna(subset=["follow_through"]),
+                       outcome="follow_through", treatment="coached",
+                       covariates=["tenure_months", "engagement"], method="aipw")
+
+From the shell: ``lcstats validate params/example.yaml``, ``lcstats run params/example.yaml``.
+
+The package is layered; each layer uses only those before it (checked by import-linter):
+``core`` -> ``params`` -> ``data`` -> ``outcomes`` -> ``estimation`` -> ``reporting`` ->
+``running`` -> ``cli``. See ARCHITECTURE.md. The names below are imported on first use, so that
+the command line does not pay for statistics and plotting libraries it does not need.
 """
 
 from importlib import import_module
@@ -17,29 +28,39 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0+unknown"
 
 _EXPORTS = {
-    "AnalysisSample": "lcstats.metrics",
-    "Diagnostics": "lcstats.diagnostics",
-    "EffectEstimate": "lcstats.effects",
-    "EffectSet": "lcstats.analysis",
-    "EstimationError": "lcstats.errors",
-    "InputError": "lcstats.errors",
-    "LcstatsError": "lcstats.errors",
-    "LearnerOutcomes": "lcstats.metrics",
+    "AnalysisSample": "lcstats.outcomes.learner",
+    "Diagnostics": "lcstats.estimation.diagnostics",
+    "EffectEstimate": "lcstats.estimation.effects",
+    "EffectSet": "lcstats.estimation.analysis",
+    "EstimationError": "lcstats.core.errors",
+    "InputError": "lcstats.core.errors",
+    "LcstatsError": "lcstats.core.errors",
+    "LearnerOutcomes": "lcstats.outcomes.learner",
     "Params": "lcstats.params",
-    "Problem": "lcstats.errors",
-    "Programme": "lcstats.load",
-    "analysis_sample": "lcstats.metrics",
-    "diagnose": "lcstats.diagnostics",
-    "estimate_effect": "lcstats.effects",
-    "estimate_effects": "lcstats.analysis",
-    "Evaluation": "lcstats.evaluation",
-    "evaluate": "lcstats.evaluation",
-    "learner_outcomes": "lcstats.metrics",
-    "load_inputs": "lcstats.inputs",
+    "Problem": "lcstats.core.errors",
+    "Programme": "lcstats.data.load",
+    "analysis_sample": "lcstats.outcomes.learner",
+    "diagnose": "lcstats.estimation.diagnostics",
+    "estimate_effect": "lcstats.estimation.effects",
+    "estimate_effects": "lcstats.estimation.analysis",
+    "Evaluation": "lcstats.estimation.evaluation",
+    "evaluate": "lcstats.estimation.evaluation",
+    "learner_outcomes": "lcstats.outcomes.learner",
+    "load_inputs": "lcstats.data.inputs",
     "load_params": "lcstats.params",
-    "load_programme": "lcstats.load",
+    "load_programme": "lcstats.data.load",
 }
-_SUBMODULES = ("analysis", "balance", "diagnostics", "inputs", "params", "plots", "report")
+# short names of submodules kept from before the layered layout (``lc.plots``, ``lc.params`` ...)
+_SUBMODULES = {
+    "analysis": "lcstats.estimation.analysis",
+    "balance": "lcstats.estimation.balance",
+    "diagnostics": "lcstats.estimation.diagnostics",
+    "inputs": "lcstats.data.inputs",
+    "params": "lcstats.params",
+    "plots": "lcstats.reporting.plots",
+    "report": "lcstats.reporting.report",
+    "results": "lcstats.reporting.results",
+}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 
@@ -48,7 +69,7 @@ def __getattr__(name: str):
     if name in _EXPORTS:
         value = getattr(import_module(_EXPORTS[name]), name)
     elif name in _SUBMODULES:
-        value = import_module(f"lcstats.{name}")
+        value = import_module(_SUBMODULES[name])
     else:
         raise AttributeError(f"module 'lcstats' has no attribute {name!r}")
     globals()[name] = value

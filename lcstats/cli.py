@@ -12,13 +12,13 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from lcstats.errors import EstimationError, InputError, LcstatsError
+from lcstats.core.errors import EstimationError, InputError, LcstatsError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from lcstats.simulate import simulate_programme, write_programme
+    from lcstats.data.simulate import simulate_programme, write_programme
 
     try:
         programme = simulate_programme(
@@ -37,10 +37,10 @@ def validate_evaluation(params_path: str | Path) -> str:
 
     Returns a short summary; raises `InputError` or `EstimationError` otherwise.
     """
-    from lcstats.evaluation import estimate
-    from lcstats.metrics import learner_outcomes
+    from lcstats.estimation.evaluation import estimate
+    from lcstats.outcomes.learner import learner_outcomes
     from lcstats.params import load_params
-    from lcstats.runner import preflight
+    from lcstats.running.runner import preflight
 
     params = load_params(params_path)
     _, programme = preflight(params)
@@ -69,7 +69,7 @@ def _report_outcome(outcome) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from lcstats.runner import run_evaluation
+    from lcstats.running.runner import run_evaluation
 
     outcome = run_evaluation(
         args.params, output_dir=args.output_dir, skip_unchanged=args.skip_unchanged
@@ -79,7 +79,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_run_all(args: argparse.Namespace) -> int:
-    from lcstats.runner import run_all
+    from lcstats.running.runner import run_all
 
     def progress(done: int, total: int, outcome) -> None:
         where = f" -> {outcome.run_dir}" if outcome.run_dir else ""
@@ -111,7 +111,7 @@ def _cmd_run_all(args: argparse.Namespace) -> int:
 
 
 def _cmd_power(args: argparse.Namespace) -> int:
-    from lcstats.power import plan_pilot
+    from lcstats.estimation.power import plan_pilot
 
     try:
         plan = plan_pilot(
@@ -135,7 +135,7 @@ def _cmd_power(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from lcstats.ledger import list_runs
+    from lcstats.running.ledger import list_runs
 
     table = list_runs(args.output_dir, evaluation=args.evaluation, limit=args.limit)
     if table.empty:

@@ -23,8 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from lcstats.errors import InputError, Problem
-from lcstats.options import METHODS, Estimand, Method
+from lcstats.core.errors import InputError, Problem
+from lcstats.core.options import METHODS, Estimand, Method
 
 DATA_KEYS = ("learners", "action_items", "skill_assessments")
 SEE_EXAMPLE = "see params/example.yaml for the expected keys and types"

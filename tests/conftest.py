@@ -30,7 +30,7 @@ def rng() -> np.random.Generator:
 @pytest.fixture(scope="session")
 def small_programme_dir(tmp_path_factory) -> Path:
     """A small synthetic programme (400 learners) written as CSV."""
-    from lcstats.simulate import simulate_programme, write_programme
+    from lcstats.data.simulate import simulate_programme, write_programme
 
     out = tmp_path_factory.mktemp("programme")
     write_programme(simulate_programme(n_learners=400, seed=7), out)

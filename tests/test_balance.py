@@ -1,4 +1,4 @@
-"""Balance engine, overlap and trimming (lcstats.balance) and their figures (lcstats.plots)."""
+"""Balance engine, overlap and trimming (lcstats.estimation.balance) and their figures (lcstats.reporting.plots)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
-from lcstats import plots
-from lcstats.balance import (
+from lcstats.data.simulate import simulate_programme
+from lcstats.estimation.balance import (
     BALANCE_METHODS,
     balance_table,
     balance_weights,
@@ -22,8 +22,8 @@ from lcstats.balance import (
     trim_mask,
     weights_from_propensity,
 )
-from lcstats.effects import estimate_effect
-from lcstats.simulate import simulate_programme
+from lcstats.estimation.effects import estimate_effect
+from lcstats.reporting import plots
 
 COVS = ["engagement", "log_tenure", "cohort", "role"]
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import lcstats as lc
-from lcstats import descriptives as d
+from lcstats.reporting import descriptives as d
 from tests.conftest import EXAMPLE
 
 

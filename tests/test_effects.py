@@ -23,8 +23,8 @@ import statsmodels.api as sm
 from scipy import stats
 from statsmodels.treatment.treatment_effects import TreatmentEffect
 
-from lcstats.effects import EffectEstimate, estimate_effect, fit_outcome
-from lcstats.errors import EstimationError
+from lcstats.core.errors import EstimationError
+from lcstats.estimation.effects import EffectEstimate, estimate_effect, fit_outcome
 
 COMBOS = [(m, e) for m in ("regression", "ipw", "aipw") for e in ("ATE", "ATT")]
 ALL_COMBOS = [("difference", "ATE"), ("difference", "ATT"), *COMBOS]

@@ -31,12 +31,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lcstats import resources
 from lcstats.cli import main
-from lcstats.errors import InputError
-from lcstats.ledger import list_runs
-from lcstats.load import load_programme
-from lcstats.runner import NOTEBOOK_DIR, run_evaluation
+from lcstats.core import resources
+from lcstats.core.errors import InputError
+from lcstats.data.load import load_programme
+from lcstats.running.ledger import list_runs
+from lcstats.running.runner import NOTEBOOK_DIR, run_evaluation
 from tests.conftest import EXAMPLE, ROOT, write_params
 
 EVALUATION = "hard"
@@ -51,7 +51,7 @@ def no_memory_override(monkeypatch):
 @pytest.fixture(scope="module")
 def programme_dir(tmp_path_factory) -> Path:
     """A small simulated programme (300 learners) as CSV; tests change copies of it."""
-    from lcstats.simulate import simulate_programme, write_programme
+    from lcstats.data.simulate import simulate_programme, write_programme
 
     out = tmp_path_factory.mktemp("programme")
     write_programme(simulate_programme(n_learners=300, seed=11), out)
@@ -711,12 +711,12 @@ def test_environment_variable_overrides_the_detected_memory(monkeypatch):
 
 
 def test_load_programme_refuses_before_reading_anything(monkeypatch):
-    import lcstats.load
+    import lcstats.data.load
 
     def no_reading(*args, **kwargs):
         raise AssertionError("a table was read")
 
-    monkeypatch.setattr(lcstats.load, "read_table", no_reading)
+    monkeypatch.setattr(lcstats.data.load, "read_table", no_reading)
     with pytest.raises(InputError, match="need about .* of memory"):
         load_programme(*(EXAMPLE / f"{t}.csv" for t in TABLES), memory_limit=10_000)
 

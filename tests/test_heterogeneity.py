@@ -21,11 +21,11 @@ from matplotlib.figure import Figure
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from lcstats.heterogeneity import dose_response, manager_effects, subgroup_effects
-from lcstats.load import load_programme
-from lcstats.metrics import learner_outcomes
-from lcstats.plots import dose_response_plot, subgroup_plot
-from lcstats.simulate import simulate_programme, write_programme
+from lcstats.data.load import load_programme
+from lcstats.data.simulate import simulate_programme, write_programme
+from lcstats.estimation.heterogeneity import dose_response, manager_effects, subgroup_effects
+from lcstats.outcomes.learner import learner_outcomes
+from lcstats.reporting.plots import dose_response_plot, subgroup_plot
 
 # The simulator's treatment model uses log tenure, so the analyst's covariate is log tenure too
 # (raw months give propensity scores of 0 for the rare 1-2 session band).

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lcstats.errors import LcstatsError
-from lcstats.inputs import hand_over, load_inputs
-from lcstats.kernel import kernel_environment
+from lcstats.core.errors import LcstatsError
+from lcstats.data.inputs import hand_over, load_inputs
 from lcstats.params import load_params
+from lcstats.running.kernel import kernel_environment
 from tests.conftest import write_params
 
 
@@ -42,7 +42,7 @@ def test_kernel_uses_one_blas_thread_unless_told_otherwise():
 def test_kernels_side_by_side_have_their_own_sockets_and_leave_no_files(tmp_path):
     from pathlib import Path
 
-    from lcstats.kernel import start_kernel, stop_kernel
+    from lcstats.running.kernel import start_kernel, stop_kernel
 
     kms = [start_kernel(tmp_path, warm_imports="") for _ in range(2)]
     try:

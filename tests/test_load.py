@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lcstats.errors import InputError, Problem
-from lcstats.load import Programme, load_programme, read_table
+from lcstats.core.errors import InputError, Problem
+from lcstats.data.load import Programme, load_programme, read_table
 from tests.conftest import EXAMPLE
 
 TABLES = ("learners", "action_items", "skill_assessments")
@@ -673,7 +673,7 @@ def test_corrupt_parquet(tmp_path):
 
 
 def test_optional_values_match_the_schema():
-    from lcstats.contract import OPTIONAL_VALUES, REQUIRED_COLUMNS, schemas
+    from lcstats.data.contract import OPTIONAL_VALUES, REQUIRED_COLUMNS, schemas
 
     for table, schema in schemas((1, 5)).items():
         nullable = {c for c in REQUIRED_COLUMNS[table] if schema.columns[c].nullable}

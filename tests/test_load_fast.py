@@ -21,8 +21,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import lcstats.load as load
-from lcstats.contract import (
+import lcstats.data.load as load
+from lcstats.core.errors import InputError
+from lcstats.data.contract import (
     _is_in,
     _may_be_padded,
     distinct_values,
@@ -31,8 +32,7 @@ from lcstats.contract import (
     spread_values,
     strip_text,
 )
-from lcstats.errors import InputError
-from lcstats.load import load_programme, read_table
+from lcstats.data.load import load_programme, read_table
 from tests.conftest import EXAMPLE
 
 TABLES = ("learners", "action_items", "skill_assessments")
@@ -387,7 +387,7 @@ def test_padding_check_finds_every_whitespace_character():
     )
 )
 def test_parsing_distinct_values_equals_parsing_every_value(values):
-    from lcstats.contract import _dates, _numbers
+    from lcstats.data.contract import _dates, _numbers
 
     text = pd.Series(values * 3, dtype="str")
     for convert in (_numbers, _dates):
@@ -440,6 +440,6 @@ def test_non_text_columns_are_written_as_text_as_before():
 
 
 def test_importing_the_loader_does_not_import_pandera():
-    code = "import sys, lcstats.load; print('pandera' in sys.modules)"
+    code = "import sys, lcstats.data.load; print('pandera' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from lcstats.load import Programme, SourceFile
-from lcstats.metrics import analysis_sample, learner_outcomes
+from lcstats.data.load import Programme, SourceFile
+from lcstats.outcomes.learner import analysis_sample, learner_outcomes
 
 
 def _programme(learners, items, assessments, scale=(1, 5)) -> Programme:
@@ -135,7 +135,7 @@ def test_analysis_sample_counts_each_learner_once(tiny):
 
 
 def test_example_programme_outcomes_are_in_range():
-    from lcstats.load import load_programme
+    from lcstats.data.load import load_programme
     from tests.conftest import EXAMPLE
 
     prog = load_programme(

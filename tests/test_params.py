@@ -9,8 +9,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from lcstats.errors import InputError, Problem
-from lcstats.options import METHODS
+from lcstats.core.errors import InputError, Problem
+from lcstats.core.options import METHODS
 from lcstats.params import Params, load_params, parse_params
 from tests.conftest import ROOT
 

@@ -9,7 +9,7 @@ import pytest
 from statsmodels.stats.power import NormalIndPower, TTestIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
-from lcstats.power import (
+from lcstats.estimation.power import (
     design_effect,
     minimum_detectable_effect,
     minimum_detectable_effect_proportion,

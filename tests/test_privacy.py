@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lcstats.privacy import suppress_counts, suppress_groups
+from lcstats.reporting.privacy import suppress_counts, suppress_groups
 
 
 def _recoverable(shown: pd.DataFrame) -> bool:
@@ -47,8 +47,8 @@ def test_group_rows_below_minimum_are_blanked():
 
 
 def test_report_tables_fail_closed_on_a_small_group():
-    from lcstats.errors import PrivacyError
-    from lcstats.report import _Tables
+    from lcstats.core.errors import PrivacyError
+    from lcstats.reporting.report import _Tables
 
     table = _Tables(min_group_size=5)
     ok = pd.DataFrame({"Group": ["a", "b"], "Learners": ["1,234", "suppressed"]})
@@ -59,7 +59,7 @@ def test_report_tables_fail_closed_on_a_small_group():
 
 
 def test_report_tables_escape_text():
-    from lcstats.report import _Tables
+    from lcstats.reporting.report import _Tables
 
     html = _Tables(5)(pd.DataFrame({"<b>Cohort</b>": ["<script>alert(1)</script>"]}))
     assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;" in html

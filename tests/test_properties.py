@@ -24,14 +24,14 @@ import pandas as pd
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lcstats.contract import (
+from lcstats.core.errors import InputError, Problem
+from lcstats.data.contract import (
     REQUIRED_COLUMNS,
     cross_table_problems,
     parse_table,
     schema_problems,
 )
-from lcstats.errors import InputError, Problem
-from lcstats.load import Programme, load_programme, read_table
+from lcstats.data.load import Programme, load_programme, read_table
 
 TABLES = ("learners", "action_items", "skill_assessments")
 DEEP = os.environ.get("HYPOTHESIS_PROFILE") == "deep"

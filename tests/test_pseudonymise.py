@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lcstats.errors import InputError
-from lcstats.pseudonymise import pseudonymise, pseudonymise_frame
+from lcstats.core.errors import InputError
+from lcstats.reporting.pseudonymise import pseudonymise, pseudonymise_frame
 
 SALT = "test-salt-0123456789abcdef"
 OTHER = "other-salt-0123456789abcdef"
@@ -87,7 +87,7 @@ def test_the_original_identifier_does_not_appear():
 
 
 def test_collision_is_detected_not_silently_merged(monkeypatch):
-    import lcstats.pseudonymise as mod
+    import lcstats.reporting.pseudonymise as mod
 
     class Same:
         def hexdigest(self):

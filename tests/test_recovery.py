@@ -1,6 +1,6 @@
 """Statistical validation against known truth.
 
-1. The synthetic programme (`lcstats.simulate`): written in the data contract, read back with
+1. The synthetic programme (`lcstats.data.simulate`): written in the data contract, read back with
    `load_programme`, turned into learner outcomes and estimated with `estimate_effects`; the
    adjusted estimates must recover the simulator's true effects and the naive difference must not.
 2. A coverage study on a simpler confounded, clustered linear process with a known constant
@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lcstats.analysis import estimate_effects
-from lcstats.effects import estimate_effect
-from lcstats.load import load_programme
-from lcstats.metrics import learner_outcomes
-from lcstats.simulate import simulate_programme, write_programme
+from lcstats.data.load import load_programme
+from lcstats.data.simulate import simulate_programme, write_programme
+from lcstats.estimation.analysis import estimate_effects
+from lcstats.estimation.effects import estimate_effect
+from lcstats.outcomes.learner import learner_outcomes
 
 COVARIATES = ("tenure_months", "engagement", "role", "cohort", "manager_coached")
 ADJUSTED = ("regression", "ipw", "aipw")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from lcstats.runner import run_evaluation
+from lcstats.running.runner import run_evaluation
 from tests.conftest import ROOT
 
 EXAMPLE_PARAMS = ROOT / "params" / "example.yaml"

@@ -22,7 +22,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from lcstats import plots, report
+from lcstats.reporting import plots, report
 from tests.conftest import ROOT
 
 EXAMPLE_PARAMS = ROOT / "params" / "example.yaml"
@@ -62,7 +62,7 @@ def figure_png(fig: Figure) -> bytes:
 @pytest.fixture(scope="module")
 def inputs() -> dict:
     """build_report's arguments for the example programme, made as the notebook makes them."""
-    from lcstats.evaluation import evaluate
+    from lcstats.estimation.evaluation import evaluate
     from lcstats.params import load_params
 
     return evaluate(load_params(EXAMPLE_PARAMS)).report_arguments("test")

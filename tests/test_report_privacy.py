@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lcstats.runner import identifier_leaks, run_evaluation
+from lcstats.running.runner import identifier_leaks, run_evaluation
 from tests.conftest import write_params
 
 MIN_GROUP = 5
@@ -36,7 +36,7 @@ COVARIATES = ["tenure_months", "engagement", "role", "cohort", "manager_coached"
 
 def hostile_programme(out: Path) -> dict[str, set[str]]:
     """Write a rewritten simulated programme to `out`; return its learner and manager ids."""
-    from lcstats.simulate import simulate_programme, write_programme
+    from lcstats.data.simulate import simulate_programme, write_programme
 
     sim = simulate_programme(n_learners=320, seed=41, truth_draws=20)
     write_programme(sim, out)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lcstats.cli import main
-from lcstats.runner import HANDOVER_FILE, identifier_leaks, run_evaluation
+from lcstats.running.runner import HANDOVER_FILE, identifier_leaks, run_evaluation
 from tests.conftest import write_params
 
 LCSTATS = Path(sys.executable).parent / "lcstats"
@@ -80,10 +80,10 @@ def test_results_hold_finite_estimates_with_intervals_for_both_outcomes(good_run
 
 
 def test_evaluate_gives_the_notebooks_results(good_run):
-    from lcstats.evaluation import evaluate
-    from lcstats.files import dumps_json
+    from lcstats.core.files import dumps_json
+    from lcstats.estimation.evaluation import evaluate
     from lcstats.params import load_params
-    from lcstats.results import results_document
+    from lcstats.reporting.results import results_document
 
     outcome, tmp = good_run
     done = evaluate(load_params(tmp / "small.yaml"))
@@ -92,7 +92,7 @@ def test_evaluate_gives_the_notebooks_results(good_run):
 
 
 def test_run_json_records_provenance(good_run, small_programme_dir):
-    from lcstats.files import sha256_file
+    from lcstats.core.files import sha256_file
 
     outcome, _ = good_run
     run = json.loads((outcome.run_dir / "run.json").read_text())

@@ -1,4 +1,4 @@
-"""E-values (lcstats.sensitivity) against the R package EValue (VanderWeele & Ding 2017).
+"""E-values (lcstats.estimation.sensitivity) against the R package EValue (VanderWeele & Ding 2017).
 
 R is not installed here: the reference numbers are the outputs printed in the EValue package's
 README, vignette and help pages (and, where marked, a line-by-line port of its R source).
@@ -10,8 +10,8 @@ import math
 
 import pytest
 
-from lcstats.effects import EffectEstimate
-from lcstats.sensitivity import (
+from lcstats.estimation.effects import EffectEstimate
+from lcstats.estimation.sensitivity import (
     EValue,
     control_sd,
     evalue_from_estimate,

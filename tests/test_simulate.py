@@ -1,4 +1,4 @@
-"""Tests of the synthetic programme generator (`lcstats.simulate`)."""
+"""Tests of the synthetic programme generator (`lcstats.data.simulate`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lcstats.simulate import SimulatedProgramme, simulate_programme, write_programme
+from lcstats.data.simulate import SimulatedProgramme, simulate_programme, write_programme
 
 AS_OF = pd.Timestamp("2026-06-30")
 LEARNER_COLUMNS = [

@@ -12,7 +12,7 @@ import nbformat as nbf
 md = nbf.v4.new_markdown_cell
 ROOT = Path(__file__).resolve().parent.parent
 
-PARAMETERS = '''# Parameters: papermill injects the values of params/<evaluation>.yaml after this cell.
+PARAMETERS = """# Parameters: papermill injects the values of params/<evaluation>.yaml after this cell.
 evaluation: str = "example"  # short name of the evaluation; names the report folder
 title: str = "Coaching evaluation: example programme"  # title of the report
 learners: str = "../data/example/learners.csv"  # learners table (CSV or Parquet)
@@ -34,9 +34,9 @@ followed_through_share: float = 0.8  # a learner "followed through" when at leas
 trim = None  # None or [low, high]: leave out learners whose chance of coaching is outside it (e.g. [0.05, 0.95])
 output_dir: str = "../reports/interactive"  # where results.json and report.html are written (set by lcstats run)
 run_id: str = "interactive"  # identifier of this run (set by lcstats run)
-prepared_inputs = None  # None, or the tables lcstats run has already validated (set by lcstats run)'''
+prepared_inputs = None  # None, or the tables lcstats run has already validated (set by lcstats run)"""
 
-SETUP = '''from pathlib import Path
+SETUP = """from pathlib import Path
 
 import lcstats as lc
 
@@ -46,7 +46,7 @@ params = lc.params.parse_params(
     base_dir=Path.cwd(),
 )
 programme = lc.load_inputs(params, prepared=prepared_inputs)
-outcomes = lc.learner_outcomes(programme, as_of=params.as_of)'''
+outcomes = lc.learner_outcomes(programme, as_of=params.as_of)"""
 
 
 def code(source: str, **kw) -> nbf.NotebookNode:
@@ -86,7 +86,7 @@ follow-through counts the items due by the as-of date; the skills gap is measure
 
 The raw difference is shown for comparison only: coaching was not assigned at random, so the adjusted estimates
 (regression adjustment, inverse probability weighting, doubly robust AIPW) are the ones to read."""),
-    code('''effects = lc.estimate_effects(
+    code("""effects = lc.estimate_effects(
     outcomes,
     treatment=params.treatment,
     covariates=params.covariates,
@@ -96,29 +96,29 @@ The raw difference is shown for comparison only: coaching was not assigned at ra
     alpha=params.alpha,
     trim=params.trim,
 )
-effects'''),
+effects"""),
     md("""## 3. How far to trust them
 
 Balance and overlap of the propensity model, E-values, dose-response, subgroups and manager coaching."""),
-    code('''diagnostics = lc.diagnose(
+    code("""diagnostics = lc.diagnose(
     outcomes, effects,
     treatment=params.treatment, covariates=params.covariates, cluster=params.cluster,
     headline_method=params.headline_method, estimand=params.estimand, alpha=params.alpha,
     min_group_size=params.min_group_size,
 )
-diagnostics.balance'''),
-    code('''for result in [*diagnostics.evalues.values(), *diagnostics.dose.values(), *diagnostics.manager.values()]:
-    print(result.reading(), end="\\n\\n")'''),
+diagnostics.balance"""),
+    code("""for result in [*diagnostics.evalues.values(), *diagnostics.dose.values(), *diagnostics.manager.values()]:
+    print(result.reading(), end="\\n\\n")"""),
     md("## 4. Results and report"),
-    code('''from lcstats.report import build_report
-from lcstats.results import results_document, write_results
+    code("""from lcstats.reporting.report import build_report
+from lcstats.reporting.results import results_document, write_results
 
 out = Path(output_dir)
 write_results(results_document(params=params, programme=programme, outcomes=outcomes, effects=effects,
                                diagnostics=diagnostics), out)
 build_report(params=params, programme=programme, outcomes=outcomes, effects=effects, diagnostics=diagnostics,
              run_id=run_id).write(out / "report.html")
-print(f"wrote {out / 'results.json'} and {out / 'report.html'}")'''),
+print(f"wrote {out / 'results.json'} and {out / 'report.html'}")"""),
 ]
 
 DATA_QUALITY = [
@@ -127,27 +127,33 @@ DATA_QUALITY = [
 What arrived, what was used, and what was excluded and why, for one evaluation's input tables. Analyst material:
 it shows learner-level rows, so it never goes to leadership."""),
     code(PARAMETERS, metadata={"tags": ["parameters"]}),
-    md("## Inputs and validation\n\n`load_programme` raises one error listing every problem; when it passes, the tables meet the contract."),
+    md(
+        "## Inputs and validation\n\n`load_programme` raises one error listing every problem; when it passes, the tables meet the contract."
+    ),
     code(SETUP + "\nprogramme"),
     md("## Rows used and excluded"),
-    code('''import pandas as pd
+    code("""import pandas as pd
 
-pd.DataFrame({table: q.as_dict() for table, q in outcomes.quality.items()}).T'''),
-    code('''samples = {
+pd.DataFrame({table: q.as_dict() for table, q in outcomes.quality.items()}).T"""),
+    code("""samples = {
     outcome: lc.analysis_sample(
         outcomes, outcome=outcome, treatment=params.treatment,
         covariates=lc.analysis.outcome_covariates(outcome, params.covariates), cluster=params.cluster,
     )
     for outcome in ("follow_through", "skills_gap")
 }
-pd.DataFrame({o: s.as_dict() for o, s in samples.items()}).T'''),
+pd.DataFrame({o: s.as_dict() for o, s in samples.items()}).T"""),
     md("## Completeness of every learner column"),
-    code('''programme.learners.isna().mean().rename("share missing").to_frame().style.format("{:.1%}")'''),
+    code(
+        """programme.learners.isna().mean().rename("share missing").to_frame().style.format("{:.1%}")"""
+    ),
     md("## Distributions of the outcomes"),
-    code('''outcomes.data[["n_items", "follow_through", "skills_gap_pre", "skills_gap", "median_days_to_complete"]].describe().T'''),
-    code('''import seaborn as sns
+    code(
+        """outcomes.data[["n_items", "follow_through", "skills_gap_pre", "skills_gap", "median_days_to_complete"]].describe().T"""
+    ),
+    code("""import seaborn as sns
 
-sns.histplot(outcomes.data, x="follow_through", hue=params.treatment, bins=20, stat="percent", common_norm=False)'''),
+sns.histplot(outcomes.data, x="follow_through", hue=params.treatment, bins=20, stat="percent", common_norm=False)"""),
 ]
 
 DIAGNOSTICS = [
@@ -155,14 +161,17 @@ DIAGNOSTICS = [
 
 Checks behind the adjusted estimates, for analysts. The leadership report shows a summary of the first two."""),
     code(PARAMETERS, metadata={"tags": ["parameters"]}),
-    code(SETUP + '''
+    code(
+        SETUP
+        + """
 effects = lc.estimate_effects(outcomes, treatment=params.treatment, covariates=params.covariates,
                               methods=params.methods, estimand=params.estimand, cluster=params.cluster,
                               alpha=params.alpha, trim=params.trim)
-sample = effects.samples["follow_through"].data'''),
+sample = effects.samples["follow_through"].data"""
+    ),
     md("## Balance before and after weighting"),
-    code('''from lcstats import plots
-from lcstats.balance import balance_table, overlap_summary, propensity_scores
+    code("""from lcstats.reporting import plots
+from lcstats.estimation.balance import balance_table, overlap_summary, propensity_scores
 
 for method in ("ipw", "overlap"):
     balance = balance_table(sample, treatment=params.treatment, covariates=params.covariates, method=method,
@@ -170,23 +179,29 @@ for method in ("ipw", "overlap"):
     print(method, ":", balance.reading())
 balance = balance_table(sample, treatment=params.treatment, covariates=params.covariates, method="ipw",
                         estimand=params.estimand)
-plots.love_plot(balance);'''),
+plots.love_plot(balance);"""),
     md("## Overlap of the propensity score"),
-    code('''propensity = propensity_scores(sample, treatment=params.treatment, covariates=params.covariates)
+    code("""propensity = propensity_scores(sample, treatment=params.treatment, covariates=params.covariates)
 overlap = overlap_summary(propensity, sample[params.treatment].to_numpy())
 print(overlap.reading())
-plots.propensity_plot(propensity, sample[params.treatment].to_numpy());'''),
-    md("## Outcome-model residuals\n\nResiduals against fitted values of the linear outcome model in each group: look for curvature or fans."),
-    code('''import seaborn as sns
-from lcstats.diagnostics import outcome_residuals
+plots.propensity_plot(propensity, sample[params.treatment].to_numpy());"""),
+    md(
+        "## Outcome-model residuals\n\nResiduals against fitted values of the linear outcome model in each group: look for curvature or fans."
+    ),
+    code("""import seaborn as sns
+from lcstats.estimation.diagnostics import outcome_residuals
 
 for outcome in ("follow_through", "skills_gap"):
     data = effects.samples[outcome].data
     resid = outcome_residuals(data, outcome=outcome, treatment=params.treatment,
                               covariates=lc.analysis.outcome_covariates(outcome, params.covariates))
     grid = sns.relplot(resid, x="fitted", y="residual", col="group", s=8, alpha=0.4, height=3)
-    grid.figure.suptitle(outcome, y=1.05)'''),
+    grid.figure.suptitle(outcome, y=1.05)"""),
 ]
 
-for name, cells in (("evaluation", EVALUATION), ("data_quality", DATA_QUALITY), ("diagnostics", DIAGNOSTICS)):
+for name, cells in (
+    ("evaluation", EVALUATION),
+    ("data_quality", DATA_QUALITY),
+    ("diagnostics", DIAGNOSTICS),
+):
     nbf.write(notebook(cells), ROOT / "notebooks" / f"{name}.ipynb")

@@ -14,11 +14,17 @@ import numpy as np
 import pandas as pd
 from statsmodels.regression.linear_model import OLS
 
-from lcstats.analysis import EffectSet, outcome_covariates
-from lcstats.balance import Balance, Overlap, balance_table, overlap_summary, propensity_scores
-from lcstats.effects import _design
-from lcstats.errors import EstimationError
-from lcstats.heterogeneity import (
+from lcstats.core.errors import EstimationError
+from lcstats.estimation.analysis import EffectSet, outcome_covariates
+from lcstats.estimation.balance import (
+    Balance,
+    Overlap,
+    balance_table,
+    overlap_summary,
+    propensity_scores,
+)
+from lcstats.estimation.effects import _design
+from lcstats.estimation.heterogeneity import (
     DoseResponse,
     ManagerEffects,
     SubgroupEffects,
@@ -26,8 +32,8 @@ from lcstats.heterogeneity import (
     manager_effects,
     subgroup_effects,
 )
-from lcstats.metrics import LearnerOutcomes
-from lcstats.sensitivity import EValue, control_sd, evalue_from_estimate
+from lcstats.estimation.sensitivity import EValue, control_sd, evalue_from_estimate
+from lcstats.outcomes.learner import LearnerOutcomes
 
 SUBGROUP_VARIABLES = ("role", "cohort", "manager_coached")
 

@@ -13,11 +13,11 @@ import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lcstats.errors import LcstatsError
-from lcstats.files import dumps_json
+from lcstats.core.errors import LcstatsError
+from lcstats.core.files import dumps_json
 
 if TYPE_CHECKING:
-    from lcstats.load import Programme
+    from lcstats.data.load import Programme
     from lcstats.params import Params
 
 HANDOVER_FORMAT = "lcstats-validated-inputs-1"
@@ -35,7 +35,7 @@ def required_learner_columns(params: Params) -> tuple[str, ...]:
 
 def read_inputs(params: Params) -> Programme:
     """Read, parse and validate the three tables the parameters name (see `load_programme`)."""
-    from lcstats.load import load_programme
+    from lcstats.data.load import load_programme
 
     return load_programme(
         params.learners,

@@ -13,9 +13,9 @@ import pandas as pd
 from scipy import stats
 from statsmodels.duration.survfunc import SurvfuncRight
 
-from lcstats.load import Programme
-from lcstats.metrics import LearnerOutcomes
-from lcstats.privacy import suppress_counts
+from lcstats.data.load import Programme
+from lcstats.outcomes.learner import LearnerOutcomes
+from lcstats.reporting.privacy import suppress_counts
 
 GROUP = {1: "coached", 0: "not coached"}
 

@@ -22,12 +22,12 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import TightLayoutEngine
 
-from lcstats.options import OUTCOME_LABELS
+from lcstats.core.options import OUTCOME_LABELS
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from lcstats.heterogeneity import DoseResponse, SubgroupEffects
+    from lcstats.estimation.heterogeneity import DoseResponse, SubgroupEffects
 
 PALETTE = sns.color_palette("colorblind")
 METHOD_LABELS = {
@@ -285,7 +285,7 @@ def close(figures: Sequence[Figure]) -> None:
         plt.close(fig)
 
 
-# Balance and overlap diagnostics (results of lcstats.balance). Imports are local so that this
+# Balance and overlap diagnostics (results of lcstats.estimation.balance). Imports are local so that this
 # appended section leaves the module's import block untouched.
 
 
@@ -294,8 +294,8 @@ def love_plot(balance, *, threshold: float = 0.1, title: str | None = None, ax=N
 
     Parameters
     ----------
-    balance : lcstats.balance.Balance
-        Result of `lcstats.balance.balance_table` or `compute_balance` (not recomputed here).
+    balance : lcstats.estimation.balance.Balance
+        Result of `lcstats.estimation.balance.balance_table` or `compute_balance` (not recomputed here).
     threshold : float
         |SMD| drawn as a dashed vertical line (0.1 is the usual threshold for balance).
     title : str, optional
@@ -310,7 +310,7 @@ def love_plot(balance, *, threshold: float = 0.1, title: str | None = None, ax=N
     Examples
     --------
     >>> import pandas as pd
-    >>> from lcstats.balance import compute_balance
+    >>> from lcstats.estimation.balance import compute_balance
     >>> df = pd.DataFrame({"t": [1, 1, 0, 0], "x": [1.0, 3.0, 0.0, 2.0]})
     >>> bal = compute_balance(df, treatment="t", covariates=["x"], weights=[1, 1, 3, 1])
     >>> fig = love_plot(bal)
@@ -376,7 +376,7 @@ def propensity_plot(
     Parameters
     ----------
     propensity : array-like
-        Estimated propensity scores (computed elsewhere, e.g. `lcstats.balance.propensity_scores`).
+        Estimated propensity scores (computed elsewhere, e.g. `lcstats.estimation.balance.propensity_scores`).
     treated : array-like
         0/1 treatment indicator of the same length.
     bounds : (float, float), optional
@@ -432,7 +432,7 @@ def propensity_plot(
 
 
 # ----------------------------------------------------------------------------------------------
-# Heterogeneity figures (lcstats.heterogeneity results): dose-response and subgroup forest plots.
+# Heterogeneity figures (lcstats.estimation.heterogeneity results): dose-response and subgroup forest plots.
 
 
 def _panel(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -447,7 +447,7 @@ def dose_response_plot(dose: DoseResponse, *, ax: Axes | None = None) -> Figure:
     Parameters
     ----------
     dose : DoseResponse
-        The result of `lcstats.heterogeneity.dose_response` (nothing is re-estimated).
+        The result of `lcstats.estimation.heterogeneity.dose_response` (nothing is re-estimated).
     ax : matplotlib Axes, optional
         Where to draw; a new figure otherwise.
 
@@ -511,7 +511,7 @@ def subgroup_plot(subgroups: SubgroupEffects, *, ax: Axes | None = None) -> Figu
     Parameters
     ----------
     subgroups : SubgroupEffects
-        The result of `lcstats.heterogeneity.subgroup_effects` (nothing is re-estimated).
+        The result of `lcstats.estimation.heterogeneity.subgroup_effects` (nothing is re-estimated).
     ax : matplotlib Axes, optional
         Where to draw; a new figure otherwise.
 
@@ -519,8 +519,8 @@ def subgroup_plot(subgroups: SubgroupEffects, *, ax: Axes | None = None) -> Figu
     -------
     Figure
     """
-    from lcstats.effects import format_p
-    from lcstats.heterogeneity import LEVEL_NAMES
+    from lcstats.estimation.effects import format_p
+    from lcstats.estimation.heterogeneity import LEVEL_NAMES
 
     set_style()
     frame = subgroups.to_frame()

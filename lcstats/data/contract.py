@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lcstats.errors import Problem
+from lcstats.core.errors import Problem
 
 if TYPE_CHECKING:  # pandera is imported where it is used: reading a saved Programme needs none
     import pandera.pandas as pandera

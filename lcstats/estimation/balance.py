@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from lcstats.effects import MAX_LEVELS, _design, fit_propensity
-from lcstats.options import check_choice
+from lcstats.core.options import check_choice
+from lcstats.estimation.effects import MAX_LEVELS, _design, fit_propensity
 
 __all__ = [
     "BALANCE_ESTIMANDS",

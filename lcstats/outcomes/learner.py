@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from lcstats.load import Programme
+from lcstats.data.load import Programme
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def learner_outcomes(programme: Programme, *, as_of: str) -> LearnerOutcomes:
 
     Examples
     --------
-    >>> from lcstats.load import load_programme
+    >>> from lcstats.data.load import load_programme
     >>> prog = load_programme("data/example/learners.csv", "data/example/action_items.csv",
     ...                       "data/example/skill_assessments.csv")
     >>> out = learner_outcomes(prog, as_of="2026-06-30")

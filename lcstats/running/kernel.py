@@ -19,9 +19,7 @@ if TYPE_CHECKING:
     from jupyter_client.manager import KernelManager
 
 KERNEL_NAME = "lcstats"
-WARM_IMPORTS = (
-    "import lcstats.analysis, lcstats.diagnostics, lcstats.inputs, lcstats.report, lcstats.results"
-)
+WARM_IMPORTS = "import lcstats.estimation.analysis, lcstats.estimation.diagnostics, lcstats.data.inputs, lcstats.reporting.report, lcstats.reporting.results"
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 

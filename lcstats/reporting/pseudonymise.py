@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from lcstats.errors import InputError, Problem
+from lcstats.core.errors import InputError, Problem
 
 SALT_ENV_VAR = "LCSTATS_SALT"
 MIN_SALT_LENGTH = 16

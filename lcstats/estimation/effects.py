@@ -30,8 +30,8 @@ from statsmodels.tools.sm_exceptions import (
     SingularMatrixWarning,
 )
 
-from lcstats.errors import EstimationError
-from lcstats.options import ESTIMANDS, METHODS, OUTCOME_UNITS, check_choice
+from lcstats.core.errors import EstimationError
+from lcstats.core.options import ESTIMANDS, METHODS, OUTCOME_UNITS, check_choice
 
 MIN_PER_GROUP = 5
 MAX_LEVELS = 60

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lcstats.analysis import EffectSet
-    from lcstats.diagnostics import Diagnostics
-    from lcstats.load import Programme
-    from lcstats.metrics import LearnerOutcomes
+    from lcstats.data.load import Programme
+    from lcstats.estimation.analysis import EffectSet
+    from lcstats.estimation.diagnostics import Diagnostics
+    from lcstats.outcomes.learner import LearnerOutcomes
     from lcstats.params import Params
 
 
@@ -28,14 +28,14 @@ class Evaluation:
     diagnostics: Diagnostics
 
     def report_arguments(self, run_id: str) -> dict[str, Any]:
-        """Keyword arguments of `lcstats.report.build_report` (``results_document`` takes the
+        """Keyword arguments of `lcstats.reporting.report.build_report` (``results_document`` takes the
         same without `run_id`)."""
         return {**{f: getattr(self, f) for f in self.__dataclass_fields__}, "run_id": run_id}
 
 
 def estimate(params: Params, outcomes: LearnerOutcomes) -> EffectSet:
     """The effects of coaching the parameters ask for (`lcstats.estimate_effects`)."""
-    from lcstats.analysis import estimate_effects
+    from lcstats.estimation.analysis import estimate_effects
 
     return estimate_effects(
         outcomes,
@@ -59,9 +59,9 @@ def evaluate(params: Params, *, programme: Programme | None = None) -> Evaluatio
     programme : Programme, optional
         Validated inputs, when already loaded; read from the parameters' files otherwise.
     """
-    from lcstats.diagnostics import diagnose
-    from lcstats.inputs import load_inputs
-    from lcstats.metrics import learner_outcomes
+    from lcstats.data.inputs import load_inputs
+    from lcstats.estimation.diagnostics import diagnose
+    from lcstats.outcomes.learner import learner_outcomes
 
     programme = programme if programme is not None else load_inputs(params)
     outcomes = learner_outcomes(programme, as_of=params.as_of)

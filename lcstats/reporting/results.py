@@ -8,11 +8,11 @@ from typing import Any
 
 import pandas as pd
 
-from lcstats.analysis import EffectSet
-from lcstats.diagnostics import Diagnostics
-from lcstats.files import write_json
-from lcstats.load import Programme
-from lcstats.metrics import LearnerOutcomes
+from lcstats.core.files import write_json
+from lcstats.data.load import Programme
+from lcstats.estimation.analysis import EffectSet
+from lcstats.estimation.diagnostics import Diagnostics
+from lcstats.outcomes.learner import LearnerOutcomes
 from lcstats.params import Params
 
 DIGITS = 10  # significant digits kept in results.json

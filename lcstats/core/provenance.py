@@ -36,7 +36,7 @@ def package_versions() -> dict[str, str]:
 @cache
 def git_state(root: str | None = None) -> dict[str, str | bool | None]:
     """The commit of the code and whether the work tree has uncommitted changes."""
-    where = Path(root) if root else Path(__file__).resolve().parent.parent
+    where = Path(root) if root else Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"],

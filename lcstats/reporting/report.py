@@ -26,21 +26,21 @@ import pandas as pd
 from markupsafe import Markup, escape
 from matplotlib.figure import Figure
 
-from lcstats import descriptives, plots
-from lcstats.analysis import EffectSet
-from lcstats.diagnostics import Diagnostics
-from lcstats.effects import EffectEstimate, format_effect, format_interval, format_p
-from lcstats.errors import PrivacyError
-from lcstats.files import write_atomic
-from lcstats.load import Programme
-from lcstats.metrics import LearnerOutcomes
-from lcstats.options import OUTCOME_LABELS
+from lcstats.core.errors import PrivacyError
+from lcstats.core.files import write_atomic
+from lcstats.core.options import OUTCOME_LABELS
+from lcstats.core.provenance import package_versions
+from lcstats.data.load import Programme
+from lcstats.estimation.analysis import EffectSet
+from lcstats.estimation.diagnostics import Diagnostics
+from lcstats.estimation.effects import EffectEstimate, format_effect, format_interval, format_p
+from lcstats.outcomes.learner import LearnerOutcomes
 from lcstats.params import Params
-from lcstats.privacy import suppress_counts
-from lcstats.provenance import package_versions
+from lcstats.reporting import descriptives, plots
+from lcstats.reporting.privacy import suppress_counts
 
 TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("lcstats", "templates"),
+    loader=jinja2.PackageLoader("lcstats.reporting", "templates"),
     autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,

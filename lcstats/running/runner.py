@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lcstats import __version__
-from lcstats.errors import InputError, LcstatsError
-from lcstats.files import dumps_json, sha256_file, write_atomic, write_json
-from lcstats.inputs import hand_over, params_fingerprint, read_inputs
-from lcstats.kernel import KERNEL_NAME, start_kernel, stop_kernel
-from lcstats.ledger import RunRecord, last_success, record_run
-from lcstats.provenance import git_state, package_versions
+from lcstats.core.errors import InputError, LcstatsError
+from lcstats.core.files import dumps_json, sha256_file, write_atomic, write_json
+from lcstats.core.provenance import git_state, package_versions
+from lcstats.data.inputs import hand_over, params_fingerprint, read_inputs
+from lcstats.running.kernel import KERNEL_NAME, start_kernel, stop_kernel
+from lcstats.running.ledger import RunRecord, last_success, record_run
 
 # papermill -> nbformat -> jsonschema imports `rfc3987_syntax` when it is installed (JupyterLab's
 # event schemas bring it) and builds its grammars on import: 1.8 s of every run's start, measured.
@@ -35,10 +35,10 @@ from lcstats.provenance import git_state, package_versions
 sys.modules.setdefault("rfc3987_syntax", None)
 
 if TYPE_CHECKING:
-    from lcstats.load import Programme
+    from lcstats.data.load import Programme
     from lcstats.params import Params
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = PACKAGE_DIR.parent / "notebooks"
 EVALUATION_NOTEBOOK = "evaluation.ipynb"
 HANDOVER_FILE = ".validated-inputs.pickle"
@@ -62,10 +62,10 @@ class RunOutcome:
 def code_fingerprint() -> str:
     """SHA-256 over the package's source, templates and notebooks: what produced the numbers."""
     h = hashlib.sha256(__version__.encode())
-    files = sorted(PACKAGE_DIR.rglob("*.py")) + sorted((PACKAGE_DIR / "templates").glob("*"))
+    files = sorted(PACKAGE_DIR.rglob("*.py")) + sorted(PACKAGE_DIR.rglob("templates/*"))
     files += sorted(NOTEBOOK_DIR.glob("*.ipynb")) if NOTEBOOK_DIR.exists() else []
     for path in files:
-        h.update(path.name.encode())
+        h.update(path.relative_to(PACKAGE_DIR.parent).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()
 
@@ -397,7 +397,9 @@ def _worker_context():
     if "forkserver" not in get_all_start_methods():
         return get_context("spawn")
     ctx = get_context("forkserver")
-    ctx.set_forkserver_preload(["lcstats.runner", "papermill", "lcstats.inputs", "lcstats.load"])
+    ctx.set_forkserver_preload(
+        ["lcstats.running.runner", "papermill", "lcstats.data.inputs", "lcstats.data.load"]
+    )
     return ctx
 
 

@@ -1,7 +1,7 @@
 """Reading the input tables (CSV or Parquet), mapping column names, and checking the contract.
 
 Every value is read as text first (so nothing is silently turned into a number, a date or a
-missing value), with the row numbers a spreadsheet shows; `lcstats.contract` then parses and
+missing value), with the row numbers a spreadsheet shows; `lcstats.data.contract` then parses and
 checks the tables, and every problem found in every file is reported at once.
 """
 
@@ -24,7 +24,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from lcstats.contract import (
+from lcstats.core.errors import InputError, Problem
+from lcstats.core.options import TABLES
+from lcstats.core.resources import check_input_size
+from lcstats.data.contract import (
     BINARY_COLUMNS,
     REQUIRED_COLUMNS,
     cross_table_problems,
@@ -34,9 +37,6 @@ from lcstats.contract import (
     spread_values,
     strip_text,
 )
-from lcstats.errors import InputError, Problem
-from lcstats.options import TABLES
-from lcstats.resources import check_input_size
 
 SEPARATORS = ((";", "semicolons"), ("\t", "tabs"), ("|", "'|' characters"))
 BOM = codecs.BOM_UTF8
@@ -647,7 +647,7 @@ def load_programme(
     memory_limit : int, optional
         Memory available in bytes; by default the environment variable
         ``LCSTATS_MEMORY_LIMIT_BYTES`` when set, else what the machine has free. Inputs that
-        would need more are refused before anything is read (see `lcstats.resources`).
+        would need more are refused before anything is read (see `lcstats.core.resources`).
 
     Raises
     ------

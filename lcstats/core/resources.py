@@ -1,6 +1,6 @@
 """Machine resources: is there enough memory to analyse these input files?
 
-`check_input_size` is called before any input table is read (by `lcstats.load.load_programme`),
+`check_input_size` is called before any input table is read (by `lcstats.data.load.load_programme`),
 so an export too large for the machine gets a clear answer (exit 2) instead of the process being
 killed by the operating system half-way, with nothing recorded.
 
@@ -24,7 +24,7 @@ data/example, CSV (2,000 learners)            1.1 MB       9 MB           7.8
 ==========================================  =========  ===========  ===============
 
 ("Short values": ids without prefix, one-letter codes, no assessment dates; "strict reader": a
-blank line in each file, which `lcstats.load` leaves to its row-by-row reader.) Small inputs are
+blank line in each file, which `lcstats.data.load` leaves to its row-by-row reader.) Small inputs are
 dominated by a fixed ~10-80 MB that never matters against the gigabytes a machine has; large
 inputs settle near 3.4-4.7 bytes per CSV byte and 23-25 per Parquet byte. Files of short values
 need more per byte (every value costs 8 bytes of bookkeeping in memory, however short it is).
@@ -41,7 +41,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from lcstats.errors import InputError, Problem
+from lcstats.core.errors import InputError, Problem
 
 CSV_FACTOR = 8.0
 PARQUET_FACTOR = 35.0

@@ -23,7 +23,7 @@ from html import escape
 import numpy as np
 import pandas as pd
 
-from lcstats.effects import EffectEstimate
+from lcstats.estimation.effects import EffectEstimate
 
 __all__ = [
     "EValue",
@@ -308,7 +308,7 @@ def evalue_from_estimate(estimate: EffectEstimate, *, outcome_sd: float) -> EVal
 
     Examples
     --------
-    >>> from lcstats.effects import EffectEstimate
+    >>> from lcstats.estimation.effects import EffectEstimate
     >>> est = EffectEstimate(outcome="skills_gap", treatment="coached", estimand="ATE",
     ...     method="aipw", estimate=-0.3, std_error=0.05, ci_low=-0.398, ci_high=-0.202,
     ...     p_value=1e-9, n_treated=400, n_control=600)

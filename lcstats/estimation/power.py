@@ -26,7 +26,7 @@ import pandas as pd
 from statsmodels.stats.power import NormalIndPower, TTestIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
-from lcstats.options import check_choice
+from lcstats.core.options import check_choice
 
 __all__ = [
     "PowerResult",

@@ -1,6 +1,6 @@
 """Who gains most from coaching: dose-response, subgroup effects and manager coaching.
 
-Every effect here is an `lcstats.effects.estimate_effect` fit on a subset of learners, so it has
+Every effect here is an `lcstats.estimation.effects.estimate_effect` fit on a subset of learners, so it has
 the same estimators, clustering and checks as the headline estimate:
 
 - `dose_response`: each band of coaching sessions (1-2, 3-5, 6+) against the uncoached (0
@@ -29,11 +29,17 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from lcstats.analysis import outcome_covariates
-from lcstats.effects import EffectEstimate, estimate_effect, format_effect, format_p, plain_reading
-from lcstats.errors import EstimationError
-from lcstats.metrics import LearnerOutcomes, analysis_sample
-from lcstats.options import ESTIMANDS, METHODS, check_choice
+from lcstats.core.errors import EstimationError
+from lcstats.core.options import ESTIMANDS, METHODS, check_choice
+from lcstats.estimation.analysis import outcome_covariates
+from lcstats.estimation.effects import (
+    EffectEstimate,
+    estimate_effect,
+    format_effect,
+    format_p,
+    plain_reading,
+)
+from lcstats.outcomes.learner import LearnerOutcomes, analysis_sample
 
 __all__ = [
     "DoseBand",
@@ -206,7 +212,7 @@ def _interval(est: EffectEstimate | ManagerEffects) -> str:
 
 
 def _p_phrase(p: float) -> str:
-    """'p = 0.412' or 'p < 0.001' (formatted by `lcstats.effects.format_p`)."""
+    """'p = 0.412' or 'p < 0.001' (formatted by `lcstats.estimation.effects.format_p`)."""
     text = format_p(p)
     return f"p {text}" if text.startswith("<") else f"p = {text}"
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from lcstats.effects import EffectEstimate, estimate_effect
-from lcstats.metrics import AnalysisSample, LearnerOutcomes, analysis_sample
-from lcstats.options import OUTCOMES
+from lcstats.core.options import OUTCOMES
+from lcstats.estimation.effects import EffectEstimate, estimate_effect
+from lcstats.outcomes.learner import AnalysisSample, LearnerOutcomes, analysis_sample
 
 BASELINE = {"skills_gap": ("skills_gap_pre",)}  # baseline of an outcome, adjusted for too
 
