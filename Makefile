@@ -26,12 +26,13 @@ test: setup
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check lcstats tests benchmarks
-	$(BIN)/ruff format --check lcstats tests benchmarks
+	$(BIN)/ruff check lcstats tests benchmarks tools
+	$(BIN)/ruff format --check lcstats tests benchmarks tools
+	$(BIN)/lint-imports
 
 format: setup
-	$(BIN)/ruff format lcstats tests benchmarks
-	$(BIN)/ruff check --fix lcstats tests benchmarks
+	$(BIN)/ruff format lcstats tests benchmarks tools
+	$(BIN)/ruff check --fix lcstats tests benchmarks tools
 
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks

@@ -1,0 +1,29 @@
+"""The example evaluation's results.json, byte for byte, against the reference kept in git.
+
+A change that moves any number of the example (a refactoring must not) fails here. When a change
+is meant to move them, regenerate the reference and say why in the commit:
+
+    LCSTATS_UPDATE_REFERENCE=1 .venv/bin/python -m pytest tests/test_reference_results.py
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lcstats.core.files import dumps_json
+from lcstats.estimation.evaluation import evaluate
+from lcstats.params import load_params
+from lcstats.reporting.results import results_document
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT / "tests" / "reference" / "example-results.json"
+
+
+def test_example_results_are_byte_identical_to_the_reference():
+    done = evaluate(load_params(ROOT / "params" / "example.yaml"))
+    args = {k: v for k, v in done.report_arguments("reference").items() if k != "run_id"}
+    text = dumps_json(results_document(**args))
+    if os.environ.get("LCSTATS_UPDATE_REFERENCE") == "1":
+        REFERENCE.write_text(text, encoding="utf-8")
+    assert text == REFERENCE.read_text(encoding="utf-8")
