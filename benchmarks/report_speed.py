@@ -19,8 +19,8 @@ plus the pixel size and PNG bytes of each figure, and the time spent in tables a
 the template (for the baseline too, with ``--baseline``). The instrumented pass is slower than a
 plain build; its numbers are for comparing figures, not for the total.
 
-``--baseline REF`` also times the report code of a git revision (``lcstats/report.py``,
-``lcstats/plots.py`` and the template as they were at REF, everything else as it is now),
+``--baseline REF`` also times the report code of a git revision (``report.py``, ``plots.py`` and
+the template of ``lcstats/reporting/`` as they were at REF, everything else as it is now),
 interleaved with the current code in the same process, so that both see the same machine load.
 
 Usage::
@@ -128,6 +128,32 @@ class FigureStats:
     png_bytes: int = 0
 
 
+def _timing(add: Callable[[float], None]) -> Callable[[Callable], Callable]:
+    """A wrapper maker: each call of the wrapped function passes its seconds to `add`."""
+
+    def make(original: Callable) -> Callable:
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                add(time.perf_counter() - t0)
+
+        return wrapper
+
+    return make
+
+
+def _png_size(uri: str) -> tuple[int, str]:
+    """Bytes and pixel size ("width x height") of a PNG data URI."""
+    import base64
+    import struct
+
+    png = base64.b64decode(uri.split(",", 1)[1])
+    width, height = struct.unpack(">II", png[16:24])
+    return len(png), f"{width} x {height}"
+
+
 @dataclass
 class Probe:
     """Counters that the patched functions add to."""
@@ -142,8 +168,86 @@ class Probe:
     depth: int = 0
     figures: list[FigureStats] = field(default_factory=list)
 
+    def add_draw(self, dt: float) -> None:
+        """One full draw of a figure, of `dt` seconds."""
+        self.draw_time += dt
+        self.draws += 1
+
+    def adder(self, counter: str) -> Callable[[float], None]:
+        """A function that adds its seconds to the counter named `counter`."""
+
+        def add(dt: float) -> None:
+            setattr(self, counter, getattr(self, counter) + dt)
+
+        return add
+
+    def plotting(self, original: Callable) -> Callable:
+        """Wrap a plotting function; its time adds to the figure being built."""
+
+        # outermost call only: plots functions call plt.subplots, which is wrapped too (for the
+        # report's own multi-panel figures)
+        def wrapper(*args, **kwargs):
+            self.depth += 1
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.depth -= 1
+                if self.depth == 0:
+                    self.plot_time += time.perf_counter() - t0
+
+        return wrapper
+
+    def figure(self, original: Callable) -> Callable:
+        """Wrap the report's ``_figure`` (a figure to its embedded PNG): one `FigureStats` each."""
+
+        def wrapper(fig, alt, *args, **kwargs):
+            stats = FigureStats(alt=alt, build=self.plot_time, build_draws=self.draws)
+            self.plot_time = 0.0
+            d0, n0, e0 = self.draw_time, self.draws, self.encode_time
+            result = original(fig, alt, *args, **kwargs)
+            stats.draw = self.draw_time - d0
+            stats.draws = self.draws - n0
+            stats.encode = self.encode_time - e0
+            stats.png_bytes, stats.pixels = _png_size(result["uri"])
+            self.figures.append(stats)
+            self.draws = 0  # draws between figures belong to the next figure's build
+            return result
+
+        return wrapper
+
+
+def _plot_functions(plots: types.ModuleType) -> list[str]:
+    """Names of the public figure functions of a plots module."""
+    names = []
+    for name in dir(plots):
+        obj = getattr(plots, name)
+        public = not name.startswith("_") and name != "close" and not isinstance(obj, type)
+        if public and callable(obj) and getattr(obj, "__module__", "") == plots.__name__:
+            names.append(name)
+    return names
+
+
+def _patches(
+    probe: Probe, plots: types.ModuleType, report: types.ModuleType
+) -> list[tuple[Any, str, Callable[[Callable], Callable]]]:
+    """What an instrumented build wraps, as (owner, attribute, wrapper maker)."""
+    import matplotlib.image
+    from matplotlib.figure import Figure
+
+    return [
+        (Figure, "draw", _timing(probe.add_draw)),
+        (matplotlib.image, "imsave", _timing(probe.adder("encode_time"))),
+        *((plots, name, probe.plotting) for name in _plot_functions(plots)),
+        (report.plt, "subplots", probe.plotting),
+        (report, "_figure", probe.figure),
+        (report._Tables, "__call__", _timing(probe.adder("tables"))),
+        (report.Report, "render", _timing(probe.adder("render"))),
+    ]
+
 
 def _patch(owner: Any, name: str, make: Callable[[Callable], Callable], undo: list) -> None:
+    """Replace ``owner.name`` by ``make(original)``, noting the original in `undo`."""
     original = getattr(owner, name)
     undo.append((owner, name, original))
     setattr(owner, name, make(original))
@@ -153,91 +257,14 @@ def instrumented_build(
     inputs: dict[str, Any], path: Path, plots: types.ModuleType, report: types.ModuleType
 ) -> Probe:
     """Build and write once with timing wrappers around drawing, encoding, plots and tables."""
-    import base64
-    import struct
-
-    import matplotlib.image
-    from matplotlib.figure import Figure
-
     probe = Probe()
     undo: list = []
-
-    def timing(add: Callable[[float], None]) -> Callable[[Callable], Callable]:
-        def make(original: Callable) -> Callable:
-            def wrapper(*args, **kwargs):
-                t0 = time.perf_counter()
-                try:
-                    return original(*args, **kwargs)
-                finally:
-                    add(time.perf_counter() - t0)
-
-            return wrapper
-
-        return make
-
-    def add_draw(dt: float) -> None:
-        probe.draw_time += dt
-        probe.draws += 1
-
-    def add_encode(dt: float) -> None:
-        probe.encode_time += dt
-
-    def add_tables(dt: float) -> None:
-        probe.tables += dt
-
-    def add_render(dt: float) -> None:
-        probe.render += dt
-
-    def make_figure(original: Callable) -> Callable:
-        def wrapper(fig, alt, *args, **kwargs):
-            stats = FigureStats(alt=alt, build=probe.plot_time, build_draws=probe.draws)
-            probe.plot_time = 0.0
-            d0, n0, e0 = probe.draw_time, probe.draws, probe.encode_time
-            result = original(fig, alt, *args, **kwargs)
-            stats.draw = probe.draw_time - d0
-            stats.draws = probe.draws - n0
-            stats.encode = probe.encode_time - e0
-            png = base64.b64decode(result["uri"].split(",", 1)[1])
-            stats.png_bytes = len(png)
-            width, height = struct.unpack(">II", png[16:24])
-            stats.pixels = f"{width} x {height}"
-            probe.figures.append(stats)
-            probe.draws = 0  # draws between figures belong to the next figure's build
-            return result
-
-        return wrapper
-
-    def plotting(original: Callable) -> Callable:
-        # outermost call only: plots functions call plt.subplots, which is wrapped too (for the
-        # report's own multi-panel figures)
-        def wrapper(*args, **kwargs):
-            probe.depth += 1
-            t0 = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                probe.depth -= 1
-                if probe.depth == 0:
-                    probe.plot_time += time.perf_counter() - t0
-
-        return wrapper
-
-    _patch(Figure, "draw", timing(add_draw), undo)
-    _patch(matplotlib.image, "imsave", timing(add_encode), undo)
-    for name in dir(plots):
-        obj = getattr(plots, name)
-        public = not name.startswith("_") and name != "close" and not isinstance(obj, type)
-        if public and callable(obj) and getattr(obj, "__module__", "") == plots.__name__:
-            _patch(plots, name, plotting, undo)
-    _patch(report.plt, "subplots", plotting, undo)
-    _patch(report, "_figure", make_figure, undo)
-    _patch(report._Tables, "__call__", timing(add_tables), undo)
-    _patch(report.Report, "render", timing(add_render), undo)
     try:
+        for owner, name, make in _patches(probe, plots, report):
+            _patch(owner, name, make, undo)
         probe.draws = 0
         t0 = time.perf_counter()
-        rep = report.build_report(**inputs)
-        rep.write(path)
+        report.build_report(**inputs).write(path)
         probe.total = time.perf_counter() - t0
     finally:
         for owner, name, original in reversed(undo):

@@ -97,6 +97,7 @@ def _children_proc(pid: int) -> list[int]:
 
 
 def _label(pid: int) -> str:
+    """A short name of a process: kernel, cli, or its program's name."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
             cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
@@ -302,6 +303,7 @@ step("build_report + write", lambda: build_report(
 
 
 def run_steps(params: Path, *, tracemalloc: bool, time_limit: float, log: Path) -> list[dict]:
+    """Run the evaluation's steps in one Python process; one row of measurements per step."""
     cmd = [PYTHON, "-c", STEP_CODE, str(params), *(["--tracemalloc"] if tracemalloc else [])]
     res = run_measured(cmd, time_limit=time_limit, mem_limit=None, log=log)
     rows = [json.loads(line) for line in res["stdout"].splitlines() if line.startswith("{")]
@@ -314,10 +316,12 @@ def run_steps(params: Path, *, tracemalloc: bool, time_limit: float, log: Path) 
 
 
 def _gb(b: float | None) -> str:
+    """Bytes as gigabytes, ``-`` when unknown."""
     return "-" if b is None else f"{b / GB:.2f} GB"
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
+    """The command line's options."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     ap.add_argument("--format", choices=("csv", "parquet"), default="csv")
@@ -332,78 +336,80 @@ def main() -> None:
     ap.add_argument("--mem-limit-gb", type=float, default=8.0, help="kill the run past this RSS")
     ap.add_argument("--steps", type=int, nargs="*", help="run the steps in-process for these sizes")
     ap.add_argument("--tracemalloc", action="store_true", help="with --steps: tracemalloc peaks")
-    args = ap.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
+    return ap.parse_args()
+
+
+def _print_steps(n: int, args: argparse.Namespace) -> None:
+    """Run the steps in one Python process for n learners and print their table."""
+    data = ensure_data(n, args.work, args.format, args.regenerate, args.time_limit)
+    print(f"\nsteps in one Python process, {n:,} learners ({args.format}):", flush=True)
     print(
-        f"machine: {os.cpu_count()} cores, {_gb(os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE'))};"
-        f" load average at start: {loadavg()}; psutil: {psutil is not None}",
+        f"  {'step':<26} {'seconds':>8} {'RSS before':>11} {'RSS after':>10} {'peak RSS':>9} {'tracemalloc':>11}"
+    )
+    log = args.work / f"steps-{args.format}-{n}.log"
+    for r in run_steps(
+        data["params"], tracemalloc=args.tracemalloc, time_limit=args.time_limit, log=log
+    ):
+        if "seconds" not in r:
+            print(f"  {r['step']}")
+            continue
+        print(
+            f"  {r['step']:<26} {r['seconds']:>8.2f} {_gb(r.get('rss_before')):>11}"
+            f" {_gb(r.get('rss_after')):>10} {_gb(r.get('hwm')):>9} {_gb(r.get('tracemalloc_peak')):>11}"
+        )
+
+
+def _run_evaluation(data: dict, n: int, args: argparse.Namespace) -> tuple[dict, dict]:
+    """Run ``lcstats run`` on a generated programme; its measurements and its step breakdown."""
+    with tempfile.TemporaryDirectory(prefix="lcstats-scaling-run-") as tmp:
+        res = run_measured(
+            [str(VENV_BIN / "lcstats"), "run", str(data["params"]), "--output-dir", tmp],
+            time_limit=args.time_limit,
+            mem_limit=args.mem_limit_gb * GB,
+            log=args.work / f"run-{args.format}-{n}.log",
+        )
+        steps = {}
+        nbs = sorted(Path(tmp).glob("*/*/evaluation.ipynb")) + sorted(
+            Path(tmp).glob("*/.*.partial/evaluation.ipynb")
+        )
+        if nbs:
+            try:
+                steps = notebook_steps(nbs[0], res["t_start"], res["t_end"])
+            except (KeyError, TypeError, ValueError):
+                steps = {}
+    return res, steps
+
+
+def _measure_size(n: int, args: argparse.Namespace) -> tuple[int, dict, dict, str]:
+    """Generate (or reuse) n learners, run the evaluation, and print what it took."""
+    data = ensure_data(n, args.work, args.format, args.regenerate, args.time_limit)
+    size_mb = sum(data["bytes"].values()) / 1e6
+    print(
+        f"\n{n:,} learners: data {size_mb:,.1f} MB ({args.format}), generated in"
+        f" {data['seconds']:.1f} s, simulate peak RSS {_gb(data['peak_tree'])}; running"
+        f" (load {loadavg()})",
         flush=True,
     )
+    res, steps = _run_evaluation(data, n, args)
+    status = res["stopped"] or ("ok" if res["rc"] == 0 else f"exit {res['rc']}")
+    print(
+        f"  {status}: {res['wall']:.1f} s; peak RSS of the tree {_gb(res['peak_tree'])};"
+        f" CLI {_gb(res['hwm'].get('cli'))}, kernel {_gb(res['hwm'].get('kernel'))};"
+        f" ru_maxrss {_gb(res['ru_maxrss'])}",
+        flush=True,
+    )
+    for name in STEPS:
+        if name in steps:
+            print(f"    {name:<40} {steps[name]:>8.1f} s")
+    if "stopped in" in steps:
+        print(f"    stopped while running: {steps['stopped in']}")
+    elif res["stopped"] and not steps:
+        print("    stopped before papermill started (CLI start + pre-flight)")
+    return n, res, steps, status
 
-    if args.steps:
-        for n in args.steps:
-            data = ensure_data(n, args.work, args.format, args.regenerate, args.time_limit)
-            print(f"\nsteps in one Python process, {n:,} learners ({args.format}):", flush=True)
-            print(
-                f"  {'step':<26} {'seconds':>8} {'RSS before':>11} {'RSS after':>10} {'peak RSS':>9} {'tracemalloc':>11}"
-            )
-            log = args.work / f"steps-{args.format}-{n}.log"
-            for r in run_steps(
-                data["params"], tracemalloc=args.tracemalloc, time_limit=args.time_limit, log=log
-            ):
-                if "seconds" not in r:
-                    print(f"  {r['step']}")
-                    continue
-                print(
-                    f"  {r['step']:<26} {r['seconds']:>8.2f} {_gb(r.get('rss_before')):>11}"
-                    f" {_gb(r.get('rss_after')):>10} {_gb(r.get('hwm')):>9} {_gb(r.get('tracemalloc_peak')):>11}"
-                )
-        print(f"load average at end: {loadavg()}")
-        return
 
-    results = []
-    for n in args.sizes:
-        data = ensure_data(n, args.work, args.format, args.regenerate, args.time_limit)
-        size_mb = sum(data["bytes"].values()) / 1e6
-        print(
-            f"\n{n:,} learners: data {size_mb:,.1f} MB ({args.format}), generated in"
-            f" {data['seconds']:.1f} s, simulate peak RSS {_gb(data['peak_tree'])}; running"
-            f" (load {loadavg()})",
-            flush=True,
-        )
-        with tempfile.TemporaryDirectory(prefix="lcstats-scaling-run-") as tmp:
-            res = run_measured(
-                [str(VENV_BIN / "lcstats"), "run", str(data["params"]), "--output-dir", tmp],
-                time_limit=args.time_limit,
-                mem_limit=args.mem_limit_gb * GB,
-                log=args.work / f"run-{args.format}-{n}.log",
-            )
-            steps = {}
-            nbs = sorted(Path(tmp).glob("*/*/evaluation.ipynb")) + sorted(
-                Path(tmp).glob("*/.*.partial/evaluation.ipynb")
-            )
-            if nbs:
-                try:
-                    steps = notebook_steps(nbs[0], res["t_start"], res["t_end"])
-                except (KeyError, TypeError, ValueError):
-                    steps = {}
-        status = res["stopped"] or ("ok" if res["rc"] == 0 else f"exit {res['rc']}")
-        results.append((n, res, steps, status))
-        print(
-            f"  {status}: {res['wall']:.1f} s; peak RSS of the tree {_gb(res['peak_tree'])};"
-            f" CLI {_gb(res['hwm'].get('cli'))}, kernel {_gb(res['hwm'].get('kernel'))};"
-            f" ru_maxrss {_gb(res['ru_maxrss'])}",
-            flush=True,
-        )
-        for name in STEPS:
-            if name in steps:
-                print(f"    {name:<40} {steps[name]:>8.1f} s")
-        if "stopped in" in steps:
-            print(f"    stopped while running: {steps['stopped in']}")
-        elif res["stopped"] and not steps:
-            print("    stopped before papermill started (CLI start + pre-flight)")
-
-    print(f"\nload average at end: {loadavg()}")
+def _print_summary(results: list[tuple[int, dict, dict, str]]) -> None:
+    """The table of all sizes."""
     print(
         f"\n{'learners':>10}  {'status':<12} {'wall':>8}  {'tree peak':>10}  {'CLI peak':>9}  {'kernel peak':>11}  {'ru_maxrss':>9}"
     )
@@ -412,6 +418,25 @@ def main() -> None:
             f"{n:>10,}  {status:<12} {res['wall']:>7.1f}s  {_gb(res['peak_tree']):>10}"
             f"  {_gb(res['hwm'].get('cli')):>9}  {_gb(res['hwm'].get('kernel')):>11}  {_gb(res['ru_maxrss']):>9}"
         )
+
+
+def main() -> None:
+    """Measure each size (or, with ``--steps``, the steps in one process) and print the tables."""
+    args = _parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    print(
+        f"machine: {os.cpu_count()} cores, {_gb(os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE'))};"
+        f" load average at start: {loadavg()}; psutil: {psutil is not None}",
+        flush=True,
+    )
+    if args.steps:
+        for n in args.steps:
+            _print_steps(n, args)
+        print(f"load average at end: {loadavg()}")
+        return
+    results = [_measure_size(n, args) for n in args.sizes]
+    print(f"\nload average at end: {loadavg()}")
+    _print_summary(results)
 
 
 if __name__ == "__main__":

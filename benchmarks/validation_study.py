@@ -83,7 +83,8 @@ AS_OF = "2026-06-30"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "validation.csv"
 
 
-def _record(dgp, spec, outcome, estimand, clustered, method, truth, est=None) -> dict:
+def _record(est, *, dgp, spec, outcome, estimand, clustered, method, truth) -> dict:
+    """One row of the raw results: the design, the truth and the estimate (NaN if it failed)."""
     row = {
         "dgp": dgp,
         "spec": spec,
@@ -144,7 +145,14 @@ def programme_replicate(seed: int, args: argparse.Namespace) -> list[dict]:
                         est = effects.get(outcome, method) if effects is not None else None
                         rows.append(
                             _record(
-                                "programme", spec, outcome, estimand, clustered, method, truth, est
+                                est,
+                                dgp="programme",
+                                spec=spec,
+                                outcome=outcome,
+                                estimand=estimand,
+                                clustered=clustered,
+                                method=method,
+                                truth=truth,
                             )
                         )
     return rows
@@ -186,7 +194,14 @@ def linear_replicate(seed: int, args: argparse.Namespace) -> list[dict]:
                     est = None
                 rows.append(
                     _record(
-                        "linear", "correct", "y", estimand, clustered, method, LINEAR_EFFECT, est
+                        est,
+                        dgp="linear",
+                        spec="correct",
+                        outcome="y",
+                        estimand=estimand,
+                        clustered=clustered,
+                        method=method,
+                        truth=LINEAR_EFFECT,
                     )
                 )
     return rows

@@ -1,4 +1,4 @@
-"""The ``lcstats`` command line: simulate, validate, run, run-all, runs.
+"""The ``lcstats`` command line: simulate, validate, run, run-all, runs, power.
 
 Exit codes: 0 success; 2 invalid input (a message says which file, column and rows, and what to
 do); 1 any other failure.
@@ -7,14 +7,16 @@ do); 1 any other failure.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lcstats.core.errors import EstimationError, InputError, LcstatsError
+from lcstats.core.errors import EstimationError, InputError, Interrupted, LcstatsError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a Unix tool killed by a closed pipe returns
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -69,17 +71,23 @@ def _report_outcome(outcome) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from lcstats.running.runner import run_evaluation
+    from lcstats.running.runner import install_termination_handler, run_evaluation
 
+    install_termination_handler()
     outcome = run_evaluation(
-        args.params, output_dir=args.output_dir, skip_unchanged=args.skip_unchanged
+        args.params,
+        output_dir=args.output_dir,
+        skip_unchanged=args.skip_unchanged,
+        timeout_minutes=args.timeout,
+        wait=args.wait,
     )
     _report_outcome(outcome)
     return outcome.exit_code
 
 
 def _cmd_run_all(args: argparse.Namespace) -> int:
-    from lcstats.running.runner import run_all
+    from lcstats.running.run_all import run_all
+    from lcstats.running.runner import install_termination_handler
 
     def progress(done: int, total: int, outcome) -> None:
         where = f" -> {outcome.run_dir}" if outcome.run_dir else ""
@@ -88,24 +96,26 @@ def _cmd_run_all(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-        if outcome.status in ("failed", "invalid"):
+        if outcome.status not in ("succeeded", "skipped"):
             print("    " + outcome.message.replace("\n", "\n    "), file=sys.stderr)
 
+    install_termination_handler()
     outcomes = run_all(
         args.folder,
         jobs=args.jobs,
         output_dir=args.output_dir,
         skip_unchanged=args.skip_unchanged,
+        timeout_minutes=args.timeout,
         progress=progress,
     )
     width = max(len(o.evaluation) for o in outcomes)
-    print(f"{'evaluation':<{width}}  status     exit  seconds  run folder")
+    print(f"{'evaluation':<{width}}  status       exit  seconds  run folder")
     for o in outcomes:
         print(
-            f"{o.evaluation:<{width}}  {o.status:<9}  {o.exit_code:>4}  {o.duration_s:>7.1f}  {o.run_dir or '-'}"
+            f"{o.evaluation:<{width}}  {o.status:<11}  {o.exit_code:>4}  {o.duration_s:>7.1f}  {o.run_dir or '-'}"
         )
     codes = {o.exit_code for o in outcomes}
-    if EXIT_FAILED in codes:
+    if codes - {EXIT_OK, EXIT_INVALID}:
         return EXIT_FAILED
     return EXIT_INVALID if EXIT_INVALID in codes else EXIT_OK
 
@@ -135,22 +145,25 @@ def _cmd_power(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from lcstats.running.ledger import list_runs
+    from lcstats.running.ledger import damaged_copies, list_runs
 
     table = list_runs(args.output_dir, evaluation=args.evaluation, limit=args.limit)
     if table.empty:
         print("no runs recorded")
-        return EXIT_OK
-    cols = ["evaluation", "run_id", "status", "started", "duration_s", "message"]
-    print(table[cols].to_string(index=False, max_colwidth=60))
+    else:
+        cols = ["evaluation", "run_id", "status", "started", "duration_s", "message"]
+        table["message"] = table["message"].fillna("").str.replace("\n", " ", regex=False)
+        print(table[cols].to_string(index=False, max_colwidth=60))
+    for path in damaged_copies(args.output_dir):
+        print(
+            f"note: older runs are recorded in {path} (a ledger that could not be read was moved "
+            "there)",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``lcstats`` command."""
-    parser = argparse.ArgumentParser(prog="lcstats", description="Coaching-evaluation workbench")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_simulate(sub) -> None:
     p = sub.add_parser("simulate", help="write a synthetic programme and its true effects")
     p.add_argument(
         "--out", required=True, type=Path, help="folder to write the tables and truth.json to"
@@ -166,31 +179,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("csv", "parquet"), default="csv")
     p.set_defaults(func=_cmd_simulate)
 
+
+def _add_run_options(p: argparse.ArgumentParser, *, what: str) -> None:
+    p.add_argument("--output-dir", type=Path, default=Path("reports"))
+    p.add_argument(
+        "--skip-unchanged",
+        action="store_true",
+        help=f"skip {what} whose inputs, parameters and code are unchanged",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="MINUTES",
+        help="time limit of each run, overriding timeout_minutes of the params file",
+    )
+
+
+def _add_runs(sub) -> None:
     p = sub.add_parser("validate", help="check parameters and input tables; exit 2 when invalid")
     p.add_argument("params", type=Path)
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("run", help="run one evaluation and print its run folder")
     p.add_argument("params", type=Path)
-    p.add_argument("--output-dir", type=Path, default=Path("reports"))
+    _add_run_options(p, what="the evaluation when it is one")
     p.add_argument(
-        "--skip-unchanged",
+        "--wait",
         action="store_true",
-        help="skip when inputs, parameters and code are unchanged",
+        help="when this evaluation is already running, wait for it instead of refusing",
     )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("run-all", help="run every params file of a folder (for schedulers)")
     p.add_argument("folder", type=Path)
     p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
-    p.add_argument("--output-dir", type=Path, default=Path("reports"))
-    p.add_argument(
-        "--skip-unchanged",
-        action="store_true",
-        help="skip evaluations whose inputs, parameters and code are unchanged",
-    )
+    _add_run_options(p, what="evaluations")
     p.set_defaults(func=_cmd_run_all)
 
+    p = sub.add_parser("runs", help="list recorded runs (the run ledger)")
+    p.add_argument("--output-dir", type=Path, default=Path("reports"))
+    p.add_argument("--evaluation", default=None)
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=_cmd_runs)
+
+
+def _add_power(sub) -> None:
     p = sub.add_parser(
         "power",
         help="plan a pilot: learners needed for an effect, or the effect a pilot can detect",
@@ -216,32 +249,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--direction", choices=("increase", "decrease"), default="increase")
     p.set_defaults(func=_cmd_power)
 
-    p = sub.add_parser("runs", help="list recorded runs (the run ledger)")
-    p.add_argument("--output-dir", type=Path, default=Path("reports"))
-    p.add_argument("--evaluation", default=None)
-    p.add_argument("--limit", type=int, default=50)
-    p.set_defaults(func=_cmd_runs)
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``lcstats`` command."""
+    parser = argparse.ArgumentParser(prog="lcstats", description="Coaching-evaluation workbench")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_simulate(sub)
+    _add_runs(sub)
+    _add_power(sub)
     return parser
+
+
+def _broken_pipe() -> int:
+    """The reader of our output went away (``lcstats runs | head``): stop quietly, as Unix tools do."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # so that Python's final flush does not complain
+    return EXIT_BROKEN_PIPE
+
+
+# what each kind of ending prints and returns, in order of precedence
+ENDINGS: tuple[tuple[type[BaseException], Callable[[BaseException], str], int | None], ...] = (
+    (InputError, lambda e: e.describe(), EXIT_INVALID),
+    (EstimationError, lambda e: f"cannot estimate: {e}", EXIT_INVALID),
+    (LcstatsError, lambda e: f"error: {e}", EXIT_FAILED),
+    (Interrupted, lambda e: e.message or "interrupted", None),
+    (KeyboardInterrupt, lambda e: "interrupted", 130),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lcstats`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
-    except InputError as exc:
-        print(exc.describe(), file=sys.stderr)
-        return EXIT_INVALID
-    except EstimationError as exc:
-        print(f"cannot estimate: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    except LcstatsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        return 130
-    except Exception:  # a bug, not a user mistake: keep the traceback for the report
-        traceback.print_exc()
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _broken_pipe()
+    except (Exception, KeyboardInterrupt, Interrupted) as exc:
+        for kind, words, code in ENDINGS:
+            if isinstance(exc, kind):
+                print(words(exc), file=sys.stderr)
+                return exc.exit_code if code is None else code
+        traceback.print_exc()  # a bug, not a user mistake: keep the traceback for the report
         print(
             "internal error in lcstats (a bug): please report it with the lines above",
             file=sys.stderr,

@@ -27,6 +27,7 @@ from lcstats.core.errors import InputError, Problem
 from lcstats.core.options import METHODS, Estimand, Method
 
 DATA_KEYS = ("learners", "action_items", "skill_assessments")
+RUN_ONLY_FIELDS = ("timeout_minutes", "cell_timeout_minutes")  # read by the runner only
 SEE_EXAMPLE = "see params/example.yaml for the expected keys and types"
 # how each required key looks in a params file (for the hint when it is missing)
 EXAMPLES = {
@@ -80,6 +81,14 @@ class Params(BaseModel):
     min_group_size: int = 5
     followed_through_share: float = 0.8
     trim: list[float] | None = None
+    timeout_minutes: float | None = Field(
+        default=None,
+        description="time limit of a whole run; default 30 minutes plus 1 per 10 MB of input",
+    )
+    cell_timeout_minutes: float | None = Field(
+        default=None,
+        description="time limit of one notebook cell; default 20 minutes plus 1 per 20 MB of input",
+    )
 
     @field_validator("evaluation")
     @classmethod
@@ -116,6 +125,13 @@ class Params(BaseModel):
             raise ValueError(
                 "expected two numbers [low, high] between 0 and 1, such as [0.05, 0.95]"
             )
+        return v
+
+    @field_validator("timeout_minutes", "cell_timeout_minutes")
+    @classmethod
+    def _limit(cls, v: float | None) -> float | None:
+        if v is not None and not 0 < v <= 7 * 24 * 60:
+            raise ValueError("expected a number of minutes above 0 (at most a week), or null")
         return v
 
     @field_validator("followed_through_share")
@@ -159,8 +175,11 @@ class Params(BaseModel):
         return self
 
     def notebook_parameters(self) -> dict[str, Any]:
-        """Return the parameters as papermill injects them (plain JSON-able values)."""
-        return self.model_dump(mode="json")
+        """Return the parameters as papermill injects them (plain JSON-able values).
+
+        The run's time limits are left out: they steer the runner, not the results.
+        """
+        return self.model_dump(mode="json", exclude=set(RUN_ONLY_FIELDS))
 
 
 def consistency_problems(params: Params) -> list[tuple[str, str, str]]:
@@ -383,3 +402,8 @@ def load_params(path: str | Path) -> Params:
             )
         ) from None
     return parse_params(raw if raw is not None else {}, source=str(path), base_dir=path.parent)
+
+
+def notebook_fields() -> tuple[str, ...]:
+    """The parameters a notebook declares: every field except the runner's own."""
+    return tuple(f for f in Params.model_fields if f not in RUN_ONLY_FIELDS)

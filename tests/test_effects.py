@@ -435,7 +435,9 @@ def test_outcome_model_refuses_a_covariate_constant_within_a_group(data):
     x = np.column_stack([np.ones(len(data)), data["x1"], data["t"]])
     y = data["y"].to_numpy()
     with pytest.raises(EstimationError, match=r"comparison learners.*\(flag is the same"):
-        fit_outcome(y, x, data["t"].to_numpy() == 0, ["const", "x1", "flag"], 3, "comparison")
+        fit_outcome(
+            y, x, data["t"].to_numpy() == 0, ["const", "x1", "flag"], rank=3, group="comparison"
+        )
 
 
 @pytest.mark.parametrize("bad", [2, -1, 0.5, "yes"])

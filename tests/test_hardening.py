@@ -628,7 +628,10 @@ def test_hostile_values_that_are_not_valid_stop_before_any_kernel(
     code, out, err = command(capsys, "run", str(params), "--output-dir", str(tmp_path / "reports"))
     assert code == 2
     assert expected in err
-    assert not (tmp_path / "reports").exists()
+    reports = tmp_path / "reports"
+    written = [p for p in reports.rglob("*") if p.is_file()]
+    assert not [p for p in written if not p.name.startswith(("runs.sqlite", ".lock"))]
+    assert list(list_runs(reports)["status"]) == ["invalid"]  # the attempt is recorded
     assert pwned_files(tmp_path) == []
 
 

@@ -42,6 +42,8 @@ def test_kernel_uses_one_blas_thread_unless_told_otherwise():
 def test_kernels_side_by_side_have_their_own_sockets_and_leave_no_files(tmp_path):
     from pathlib import Path
 
+    from jupyter_core.utils import run_sync
+
     from lcstats.running.kernel import start_kernel, stop_kernel
 
     kms = [start_kernel(tmp_path, warm_imports="") for _ in range(2)]
@@ -53,7 +55,7 @@ def test_kernels_side_by_side_have_their_own_sockets_and_leave_no_files(tmp_path
         for km in kms:
             client = km.client()
             client.start_channels()
-            client.wait_for_ready(timeout=60)
+            run_sync(client.wait_for_ready)(timeout=60)
             client.stop_channels()
     finally:
         for km in kms:

@@ -79,10 +79,11 @@ def hostile_programme(out: Path) -> dict[str, set[str]]:
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
-    """Two runs on the hostile programme, side by side in separate processes (as `run-all` does).
+    """Two runs on the hostile programme, started side by side in separate processes.
 
     One is the evaluation to check; the other's title names a learner, so the privacy gate must
-    stop it. Both write to the same evaluation folder, so `latest` must end up at the good run.
+    stop it. Both write to the same evaluation folder (the second queues behind the first's
+    lock), so `latest` must end up at the good run.
     """
     tmp = tmp_path_factory.mktemp("privacy")
     ids = hostile_programme(tmp / "data")
@@ -94,7 +95,9 @@ def hostile(tmp_path_factory):
     )
     reports = tmp / "reports"
     with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
-        runs = [pool.submit(run_evaluation, p, output_dir=reports) for p in (good, leaky)]
+        runs = [
+            pool.submit(run_evaluation, p, output_dir=reports, wait=True) for p in (good, leaky)
+        ]
         outcome, blocked = (r.result() for r in runs)
     return {
         "outcome": outcome,

@@ -124,7 +124,13 @@ def test_invalid_params_exit_2_with_no_run_folder_and_no_kernel_left(
     err = capsys.readouterr().err
     assert code == 2
     assert "unknown parameter 'alhpa'" in err and "did you mean 'alpha'" in err
-    assert not (tmp_path / "reports").exists()
+    reports = tmp_path / "reports"
+    assert sorted(p.name for p in reports.iterdir() if not p.name.startswith("runs.sqlite")) == []
+    from lcstats.running.ledger import list_runs
+
+    runs = list_runs(reports)
+    assert list(runs["status"]) == ["invalid"] and list(runs["evaluation"]) == ["bad"]
+    assert "alhpa" in runs["message"][0]
     assert kernels_left() == []
 
 

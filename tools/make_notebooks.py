@@ -41,7 +41,7 @@ SETUP = """from pathlib import Path
 import lcstats as lc
 
 params = lc.params.parse_params(
-    {name: globals()[name] for name in lc.Params.model_fields},
+    {name: globals()[name] for name in lc.params.notebook_fields()},
     source="notebook parameters",
     base_dir=Path.cwd(),
 )

@@ -76,3 +76,20 @@ class EstimationError(LcstatsError):
 
 class PrivacyError(LcstatsError):
     """A report would show something it must not (an identifier, a group below the minimum)."""
+
+
+class Interrupted(BaseException):
+    """A run stopped by a signal (SIGTERM; Ctrl-C arrives as KeyboardInterrupt) after cleaning up.
+
+    ``message`` says in one line what was left behind; ``exit_code`` is 128 + the signal number.
+    """
+
+    def __init__(self, signum: int, message: str = "") -> None:
+        self.signum = int(signum)
+        self.message = message
+        super().__init__(message or f"interrupted by signal {self.signum}")
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention: 128 + signal number (130 for Ctrl-C, 143 for SIGTERM)."""
+        return 128 + self.signum

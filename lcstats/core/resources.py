@@ -54,7 +54,9 @@ __all__ = [
     "LIMIT_ENV_VAR",
     "PARQUET_FACTOR",
     "available_memory_bytes",
+    "bytes_text",
     "check_input_size",
+    "free_disk_bytes",
     "input_memory_need",
 ]
 
@@ -164,7 +166,8 @@ def input_memory_need(paths: Mapping[str, str | Path], *, factor: float | None =
     return int(need)
 
 
-def _amount(n: float) -> str:
+def bytes_text(n: float) -> str:
+    """Bytes for people: "3.1 MB", "747.9 kB"."""
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
@@ -226,10 +229,20 @@ def check_input_size(
     raise InputError(
         Problem(
             str(largest),
-            f"the input tables need about {_amount(need)} of memory to analyse, but only "
-            f"{_amount(limit)} is available ({origin}); the {len(paths)} file(s) hold "
-            f"{_amount(total)}, this one {_amount(sizes[largest])}",
+            f"the input tables need about {bytes_text(need)} of memory to analyse, but only "
+            f"{bytes_text(limit)} is available ({origin}); the {len(paths)} file(s) hold "
+            f"{bytes_text(total)}, this one {bytes_text(sizes[largest])}",
             hint="run on a larger machine, or reduce the export (fewer columns, or a date "
             "range / one cohort at a time); nothing was read",
         )
     )
+
+
+def free_disk_bytes(path: str | Path) -> int:
+    """Free bytes on the file system holding `path` (or its nearest existing parent)."""
+    import shutil
+
+    where = Path(path).resolve()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    return shutil.disk_usage(where).free

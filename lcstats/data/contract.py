@@ -78,6 +78,7 @@ ASSESSMENT_KEY = ("learner_id", "skill", "wave")
 
 
 def _text(unique: bool = False, nullable: bool = False) -> pandera.Column:
+    """A pandera column of non-empty text."""
     import pandera.pandas as pandera
 
     return pandera.Column(
@@ -86,12 +87,14 @@ def _text(unique: bool = False, nullable: bool = False) -> pandera.Column:
 
 
 def _binary(required: bool = True) -> pandera.Column:
+    """A pandera column of 0/1 flags."""
     import pandera.pandas as pandera
 
     return pandera.Column("Int64", pandera.Check.isin([0, 1]), nullable=False, required=required)
 
 
 def _whole_number() -> pandera.Check:
+    """A pandera check that numbers are whole."""
     import pandera.pandas as pandera
 
     return pandera.Check(lambda s: s % 1 == 0, name="whole_number")
@@ -105,6 +108,7 @@ def schemas(scale: tuple[float, float]) -> dict[str, pandera.DataFrameSchema]:
 
 @functools.lru_cache(maxsize=8)
 def _schemas(lo: float, hi: float) -> dict[str, pandera.DataFrameSchema]:
+    """The schemas of `schemas`, built once per scale."""
     import pandera.pandas as pandera
 
     level = pandera.Check.in_range(lo, hi)
@@ -179,16 +183,19 @@ class ParsedTable:
 
 
 def _rows(index: Iterable[int]) -> tuple[int, ...]:
+    """Index values as the line numbers a spreadsheet shows."""
     return tuple(int(i) + 2 for i in index)
 
 
 def _problem(source: str, column: str | None, message: str, bad: pd.Index, hint: str) -> Problem:
+    """A `Problem` naming the first rows of `bad` and how many there are."""
     bad = pd.Index(bad).unique().sort_values()
     rows = _rows(bad[:5])
     return Problem(source, message, column=column, rows=rows, n_rows=len(bad), hint=hint)
 
 
 def _show(value: object) -> str:
+    """A value as quoted in a message (whole numbers without '.0', dates as YYYY-MM-DD)."""
     if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
         value = int(value)
     elif isinstance(value, pd.Timestamp):
@@ -197,6 +204,7 @@ def _show(value: object) -> str:
 
 
 def _examples(values: pd.Series | Iterable[object]) -> str:
+    """Up to three distinct values, quoted, for a message."""
     values = pd.Series(list(values), dtype=object).dropna()
     shown = list(dict.fromkeys(_show(v) for v in values))
     return ", ".join(shown[:3])
@@ -261,13 +269,92 @@ def spread_values(values: pd.Series, codes: np.ndarray | None, index: pd.Index) 
 
 
 def _numbers(text: pd.Series) -> pd.Series:
+    """Text as finite numbers (NaN where it is not one)."""
     value = pd.to_numeric(text.str.strip(), errors="coerce").astype(float)
     return value.where(np.isfinite(value))
 
 
 def _dates(text: pd.Series) -> pd.Series:
+    """Text written YYYY-MM-DD (a time after it is ignored) as dates (NaT where it is not one)."""
     day = text.str.strip().str.extract(f"^{DATE_PATTERN}$", expand=False)
     return pd.to_datetime(day, format=DATE_FORMAT, errors="coerce")
+
+
+# A failure found while parsing a column: which of its (distinct) values fail, message, hint.
+# Every parser takes the distinct text values, the column and the table (not all use the last two).
+_Failure = tuple[pd.Series, str, str]
+
+
+def _parse_binary(text: pd.Series, col: str, table: str) -> tuple[pd.Series, list[_Failure]]:
+    """0/1 flags from their accepted spellings (`YES`, `NO`)."""
+    lowered = text.str.strip().str.lower()
+    value = pd.Series(pd.NA, index=text.index, dtype="Int64")
+    value[lowered.isin(YES)] = 1
+    value[lowered.isin(NO)] = 0
+    return value, [
+        (
+            text.notna() & value.isna(),
+            f"expected {BINARY_SPELLINGS}",
+            f"code '{col}' as 1 (yes) or 0 (no) in every row",
+        )
+    ]
+
+
+def _parse_number(text: pd.Series, col: str, table: str) -> tuple[pd.Series, list[_Failure]]:
+    """Finite numbers."""
+    value = _numbers(text)
+    hint = "use plain numbers with a '.' decimal point and no units or text"
+    if col in OPTIONAL_VALUES.get(table, ()):
+        hint += "; leave the cell empty when there is no value"
+    return value, [(text.notna() & value.isna(), "expected a number", hint)]
+
+
+def _parse_date(text: pd.Series, col: str, table: str) -> tuple[pd.Series, list[_Failure]]:
+    """Dates written YYYY-MM-DD, within the range pandas holds."""
+    parsed = _dates(text)
+    # dates are held to the nanosecond, which reaches from 1677-09-22 to 2262-04-11 only
+    too_far = parsed.notna() & ((parsed < FIRST_DATE) | (parsed > LAST_DATE))
+    value = parsed.where(~too_far).astype("datetime64[ns]")
+    return value, [
+        (
+            text.notna() & parsed.isna(),
+            "expected a real date written YYYY-MM-DD",
+            "export dates in ISO format (for example 2026-03-31) and check the day and month exist",
+        ),
+        (
+            too_far,
+            f"expected a date between {FIRST_DATE:%Y-%m-%d} and {LAST_DATE:%Y-%m-%d}",
+            "check the year in these rows (a typing slip such as 2206 for 2026?)",
+        ),
+    ]
+
+
+# the columns of each kind, and the parser of that kind (in the order they are parsed)
+_PARSERS = (
+    (BINARY_COLUMNS, _parse_binary),
+    (NUMBER_COLUMNS, _parse_number),
+    (DATE_COLUMNS, _parse_date),
+)
+
+
+def _distinct_text(values: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+    """`distinct_values` of a column as text (missing values stay missing)."""
+    if values.dtype != "str":
+        values = values.astype("str").where(values.notna())
+    return distinct_values(values)
+
+
+def _parse_covariates(out: pd.DataFrame) -> None:
+    """Further learner columns (covariates) as numbers when every value reads as one (in place).
+
+    Other covariates stay text (categories).
+    """
+    known = set(REQUIRED_COLUMNS["learners"]) | set(BINARY_COLUMNS["learners"])
+    for col in [c for c in out.columns if c not in known]:
+        text, codes = _distinct_text(out[col])
+        value = _numbers(text)
+        if text.notna().any() and value.notna().sum() == text.notna().sum():
+            out[col] = spread_values(value, codes, out.index)
 
 
 def parse_table(table: str, frame: pd.DataFrame, source: str) -> ParsedTable:
@@ -280,124 +367,71 @@ def parse_table(table: str, frame: pd.DataFrame, source: str) -> ParsedTable:
     index = out.index
     problems: list[Problem] = []
     unreadable: dict[str, pd.Index] = {}
-
-    def distinct_text(col: str) -> tuple[pd.Series, np.ndarray | None]:
-        values = out[col]
-        if values.dtype != "str":
-            values = values.astype("str").where(values.notna())
-        return distinct_values(values)
-
-    def rows(mask: pd.Series, codes: np.ndarray | None) -> pd.Index:
-        return index[spread_values(mask, codes, index).to_numpy(dtype=bool)]
-
-    def record(col: str, bad: pd.Index, message: str, hint: str) -> None:
-        if len(bad):
-            unreadable[col] = unreadable[col].union(bad) if col in unreadable else bad
-            problems.append(
-                _problem(
-                    source, col, f"{message}, found {_examples(frame.loc[bad, col])}", bad, hint
-                )
-            )
-
-    for col in BINARY_COLUMNS.get(table, ()):
-        if col not in out:
-            continue
-        text, codes = distinct_text(col)
-        lowered = text.str.strip().str.lower()
-        value = pd.Series(pd.NA, index=text.index, dtype="Int64")
-        value[lowered.isin(YES)] = 1
-        value[lowered.isin(NO)] = 0
-        record(
-            col,
-            rows(text.notna() & value.isna(), codes),
-            f"expected {BINARY_SPELLINGS}",
-            f"code '{col}' as 1 (yes) or 0 (no) in every row",
-        )
-        out[col] = spread_values(value, codes, index)
-    for col in NUMBER_COLUMNS.get(table, ()):
-        if col not in out:
-            continue
-        text, codes = distinct_text(col)
-        value = _numbers(text)
-        hint = "use plain numbers with a '.' decimal point and no units or text"
-        if col in OPTIONAL_VALUES.get(table, ()):
-            hint += "; leave the cell empty when there is no value"
-        record(col, rows(text.notna() & value.isna(), codes), "expected a number", hint)
-        out[col] = spread_values(value, codes, index)
-    for col in DATE_COLUMNS.get(table, ()):
-        if col not in out:
-            continue
-        text, codes = distinct_text(col)
-        parsed = _dates(text)
-        # dates are held to the nanosecond, which reaches from 1677-09-22 to 2262-04-11 only
-        too_far = parsed.notna() & ((parsed < FIRST_DATE) | (parsed > LAST_DATE))
-        value = parsed.where(~too_far).astype("datetime64[ns]")
-        record(
-            col,
-            rows(text.notna() & parsed.isna(), codes),
-            "expected a real date written YYYY-MM-DD",
-            "export dates in ISO format (for example 2026-03-31) and check the day and month exist",
-        )
-        record(
-            col,
-            rows(too_far, codes),
-            f"expected a date between {FIRST_DATE:%Y-%m-%d} and {LAST_DATE:%Y-%m-%d}",
-            "check the year in these rows (a typing slip such as 2206 for 2026?)",
-        )
-        out[col] = spread_values(value, codes, index)
+    for columns, parse in _PARSERS:
+        for col in [c for c in columns.get(table, ()) if c in out]:
+            text, codes = _distinct_text(out[col])
+            value, failures = parse(text, col, table)
+            for mask, message, hint in failures:
+                bad = index[spread_values(mask, codes, index).to_numpy(dtype=bool)]
+                if len(bad):
+                    unreadable[col] = unreadable[col].union(bad) if col in unreadable else bad
+                    found = _examples(frame.loc[bad, col])
+                    problems.append(_problem(source, col, f"{message}, found {found}", bad, hint))
+            out[col] = spread_values(value, codes, index)
     if table == "learners":
-        known = set(REQUIRED_COLUMNS["learners"]) | set(BINARY_COLUMNS["learners"])
-        for col in [c for c in out.columns if c not in known]:
-            # further covariates: numbers when every value reads as one, text (categories) otherwise
-            text, codes = distinct_text(col)
-            value = _numbers(text)
-            if text.notna().any() and value.notna().sum() == text.notna().sum():
-                out[col] = spread_values(value, codes, index)
+        _parse_covariates(out)
     if table == "skill_assessments" and "wave" in out:
-        text, codes = distinct_text("wave")
+        text, codes = _distinct_text(out["wave"])
         out["wave"] = spread_values(text.str.strip().str.lower(), codes, index)
     return ParsedTable(out, tuple(problems), unreadable)
 
 
+# message and hint of a failed schema check, by check; filled in by `_describe_check`
+_CHECK_TEXT = {
+    "isin": ("expected one of {allowed}, found {found}", "fix these rows"),
+    "in_range": (
+        "expected a level on the skill scale {lo:g} to {hi:g}, found {found}",
+        "check the scale (scale_min / scale_max in the parameters) or fix these rows",
+    ),
+    "field_uniqueness": (
+        "expected each {column} only once; found repeated values such as {found}",
+        "remove the duplicated rows from the export (all rows sharing a value are listed)",
+    ),
+    "not_nullable": ("expected {expected}", "fill in '{column}' in these rows, or remove the rows"),
+    "str_length": ("expected {expected}", "fill in '{column}' in these rows, or remove the rows"),
+    "greater_than_or_equal_to": (
+        "expected a number of at least 0, found {found}",
+        "fix these rows (negative values are not possible)",
+    ),
+    "whole_number": (
+        "expected a whole number, found {found}",
+        "'{column}' is a count: use whole numbers",
+    ),
+}
+_WAVE_TEXT = (
+    "expected 'pre' or 'post', found {found}",
+    "use 'pre' for the assessment before the programme and 'post' for the one after",
+)
+_OTHER_CHECK_TEXT = ("expected {expected}, found {found}", "fix or remove these rows")
+
+
 def _describe_check(
-    table: str, column: str, name: str, check: str, cases: pd.DataFrame, scale: tuple[float, float]
+    column: str, name: str, check: str, cases: pd.DataFrame, scale: tuple[float, float]
 ) -> tuple[str, str]:
-    found = _examples(cases["failure_case"])
-    if name == "isin" and column == "wave":
-        return (
-            f"expected 'pre' or 'post', found {found}",
-            "use 'pre' for the assessment before the programme and 'post' for the one after",
-        )
-    if name == "isin":
-        return (
-            f"expected one of {check[check.find('(') + 1 : check.rfind(')')]}, found {found}",
-            "fix these rows",
-        )
-    if name == "in_range":
-        return (
-            f"expected a level on the skill scale {scale[0]:g} to {scale[1]:g}, found {found}",
-            "check the scale (scale_min / scale_max in the parameters) or fix these rows",
-        )
-    if name == "field_uniqueness":
-        return (
-            f"expected each {column} only once; found repeated values such as {found}",
-            "remove the duplicated rows from the export (all rows sharing a value are listed)",
-        )
-    if name == "not_nullable":
-        return f"expected {EXPECTED[name]}", f"fill in '{column}' in these rows, or remove the rows"
-    if name == "str_length":
-        return f"expected {EXPECTED[name]}", f"fill in '{column}' in these rows, or remove the rows"
-    if name == "greater_than_or_equal_to":
-        return (
-            f"expected a number of at least 0, found {found}",
-            "fix these rows (negative values are not possible)",
-        )
-    if name == "whole_number":
-        return (
-            f"expected a whole number, found {found}",
-            f"'{column}' is a count: use whole numbers",
-        )
-    return f"expected {EXPECTED.get(name, check)}, found {found}", "fix or remove these rows"
+    """Message and hint of a failed schema check, with examples of the values that fail it."""
+    if (name, column) == ("isin", "wave"):
+        message, hint = _WAVE_TEXT
+    else:
+        message, hint = _CHECK_TEXT.get(name, _OTHER_CHECK_TEXT)
+    fields = {
+        "column": column,
+        "found": _examples(cases["failure_case"]),
+        "allowed": check[check.find("(") + 1 : check.rfind(")")],
+        "expected": EXPECTED.get(name, check),
+        "lo": scale[0],
+        "hi": scale[1],
+    }
+    return message.format(**fields), hint.format(**fields)
 
 
 def schema_problems(
@@ -441,7 +475,7 @@ def schema_problems(
             group = group[~group["index"].isin(unreadable[column])]
         if group.empty:
             continue
-        msg, hint = _describe_check(table, column, name, check, group, scale)
+        msg, hint = _describe_check(column, name, check, group, scale)
         problems.append(_problem(source, column, msg, pd.Index(group["index"].astype(int)), hint))
     # a key column missing from the table is reported when the file is read
     if not key_rows.empty and set(ASSESSMENT_KEY) <= set(frame.columns):

@@ -15,6 +15,7 @@ import gc
 import hashlib
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +88,7 @@ class Programme:
 
 
 def _norm(name: str) -> str:
+    """A column name compared loosely: stripped, lower case, spaces and dashes as '_'."""
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
 
 
@@ -100,11 +102,13 @@ def _closest(name: str, candidates: list[str]) -> str | None:
 
 
 def _listing(columns: list[str], limit: int = 15) -> str:
+    """Column names quoted and listed, the first `limit` of them."""
     shown = ", ".join(f"'{c}'" for c in columns[:limit])
     return shown + (f" and {len(columns) - limit} more" if len(columns) > limit else "")
 
 
 def _decode(raw: bytes, source: str) -> str:
+    """UTF-8 bytes as text; `InputError` naming the first byte that is not UTF-8."""
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -142,45 +146,23 @@ def _check_text(raw: bytes, source: str, table: str) -> None:
 
 
 def _text_columns(rows: list[list[str]]) -> list[pa.Array]:
+    """Rows of text as one pyarrow text array per column."""
     return [pa.array(values, type=pa.large_string()) for values in zip(*rows, strict=True)]
 
 
-def _read_csv_text(raw: bytes, source: str, table: str) -> pd.DataFrame:
-    """Parse CSV bytes (UTF-8) into a frame of text whose index is the line number minus 2.
+def _csv_records(raw: bytes, source: str) -> Iterator[tuple[int, list[str]]]:
+    """The non-blank rows of CSV bytes (UTF-8), each with the line it starts on.
 
-    The strict reader: Python's `csv` module, row by row, so that every problem names its line.
-    Rows become pyarrow columns `STRICT_CHUNK_ROWS` at a time, and the text is decoded as it
-    is read, so that the memory needed stays near that of the file's values.
+    Raises `InputError` naming the line of a row the `csv` module cannot read.
     """
     lines = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig", newline="")
     reader = csv.reader(lines, skipinitialspace=True, strict=True)
-    header: list[str] | None = None
-    width = 0
-    rows: list[list[str]] = []
-    chunks: list[list[pa.Array]] = []
-    index = array.array("q")
-    too_long: list[int] = []
     line = 1
     try:
         for record in reader:
             start, line = line, reader.line_num + 1
-            if not any(f.strip() for f in record):
-                continue  # blank line (before the header too)
-            if header is None:
-                header = [h.strip() for h in record]
-                width = len(header)
-                continue
-            if len(record) > width:
-                if any(f.strip() for f in record[width:]):
-                    too_long.append(start)
-                record = record[:width]
-            elif len(record) < width:
-                record += [""] * (width - len(record))
-            rows.append(record)
-            index.append(start - 2)
-            if len(rows) == STRICT_CHUNK_ROWS:
-                chunks.append(_text_columns(rows))
-                rows = []
+            if any(f.strip() for f in record):  # else a blank line (before the header too)
+                yield start, record
     except csv.Error as exc:
         raise InputError(
             Problem(
@@ -192,38 +174,82 @@ def _read_csv_text(raw: bytes, source: str, table: str) -> pd.DataFrame:
                 'quotes with the quote doubled ("")',
             )
         ) from None
-    if header is None:
+
+
+def _csv_columns(
+    records: Iterator[tuple[int, list[str]]], width: int
+) -> tuple[list[pa.ChunkedArray], array.array, list[int]]:
+    """The data rows as text columns of `width` values a row, their index, and overlong rows.
+
+    Short rows are padded with empty values and long ones cut; the lines of rows whose values
+    beyond `width` are not all empty are returned last. Rows become pyarrow columns
+    `STRICT_CHUNK_ROWS` at a time.
+    """
+    rows: list[list[str]] = []
+    chunks: list[list[pa.Array]] = []
+    index = array.array("q")
+    too_long: list[int] = []
+    for start, record in records:
+        if len(record) > width:
+            if any(f.strip() for f in record[width:]):
+                too_long.append(start)
+            record = record[:width]
+        elif len(record) < width:
+            record += [""] * (width - len(record))
+        rows.append(record)
+        index.append(start - 2)
+        if len(rows) == STRICT_CHUNK_ROWS:
+            chunks.append(_text_columns(rows))
+            rows = []
+    if rows:
+        chunks.append(_text_columns(rows))
+    columns = [pa.chunked_array([c[i] for c in chunks], pa.large_string()) for i in range(width)]
+    return columns, index, too_long
+
+
+def _check_separator(name: str, source: str) -> None:
+    """Raise `InputError` when the name of a file's only column holds another separator."""
+    for sep, sep_name in SEPARATORS:
+        if sep in name:
+            raise InputError(
+                Problem(
+                    source,
+                    f"the columns are separated by {sep_name}, expected commas",
+                    hint="export as comma-separated CSV (in Excel: 'CSV UTF-8 (Comma delimited)')",
+                )
+            )
+
+
+def _read_csv_text(raw: bytes, source: str, table: str) -> pd.DataFrame:
+    """Parse CSV bytes (UTF-8) into a frame of text whose index is the line number minus 2.
+
+    The strict reader: Python's `csv` module, row by row, so that every problem names its line.
+    Rows become pyarrow columns `STRICT_CHUNK_ROWS` at a time, and the text is decoded as it
+    is read, so that the memory needed stays near that of the file's values.
+    """
+    records = _csv_records(raw, source)
+    first = next(records, None)
+    if first is None:
         raise InputError(
             Problem(source, "the file is empty", hint=f"export the {table} table again")
         )
-    if width == 1:
-        for sep, name in SEPARATORS:
-            if sep in header[0]:
-                raise InputError(
-                    Problem(
-                        source,
-                        f"the columns are separated by {name}, expected commas",
-                        hint="export as comma-separated CSV (in Excel: 'CSV UTF-8 (Comma delimited)')",
-                    )
-                )
+    header = [h.strip() for h in first[1]]
+    columns, index, too_long = _csv_columns(records, len(header))
+    if len(header) == 1:
+        _check_separator(header[0], source)
     if too_long:
         raise InputError(
             Problem(
                 source,
-                f"{len(too_long)} row(s) have more values than the header has columns ({width})",
+                f"{len(too_long)} row(s) have more values than the header has columns ({len(header)})",
                 rows=tuple(too_long[:5]),
                 n_rows=len(too_long),
                 hint="a value probably contains a comma: put such values in double quotes, "
                 "or remove the extra values",
             )
         )
-    if rows:
-        chunks.append(_text_columns(rows))
     frame = pd.DataFrame(
-        {
-            i: TEXT.__from_arrow__(pa.chunked_array([c[i] for c in chunks], pa.large_string()))
-            for i in range(width)
-        },
+        {i: TEXT.__from_arrow__(column) for i, column in enumerate(columns)},
         index=pd.Index(np.frombuffer(index, dtype=np.int64), dtype="int64"),
         copy=False,
     )
@@ -275,6 +301,65 @@ def _quotes_are_plain(raw: bytes, start: int, end: int) -> bool:
     return seen % 2 == 0
 
 
+def _plain_bytes(raw: bytes, start: int, end: int) -> bool:
+    """Whether ``raw[start:end]`` is UTF-8 text without NUL bytes or lone carriage returns."""
+    if raw.find(b"\x00") != -1:
+        return False
+    if raw.find(b"\r", start, end) != -1 and raw.count(b"\r", start, end) != raw.count(
+        b"\r\n", start, end
+    ):
+        return False  # a lone carriage return ends a line for the strict reader
+    return _is_utf8(raw, start, end)
+
+
+def _plain_header(raw: bytes, start: int, first: int) -> list[str] | None:
+    """The column names of the header line ``raw[start:first]``; ``None`` when unsure.
+
+    Unsure: the `csv` module cannot read the line, or it has fewer than two columns (the strict
+    reader tells a one-column file from one with other separators).
+    """
+    try:
+        line = raw[start:first].decode("utf-8")
+        header = next(csv.reader([line], skipinitialspace=True, strict=True))
+    except (csv.Error, StopIteration):
+        return None
+    return header if len(header) >= 2 else None
+
+
+def _arrow_text_table(
+    raw: bytes, first: int, end: int, n_columns: int, *, quoted: bool
+) -> pa.Table | None:
+    """The data rows ``raw[first + 1:end]`` read as text by pyarrow; ``None`` when unsure.
+
+    Unsure: rows with more or fewer values than the header (or what else pyarrow refuses),
+    blank lines or line breaks inside quoted values, and values longer than the `csv` module's
+    field limit.
+    """
+    names = [f"f{i}" for i in range(n_columns)]
+    body = pa.py_buffer(raw).slice(first + 1, end - first - 1)
+    try:
+        table = pa_csv.read_csv(
+            pa.BufferReader(body),
+            read_options=pa_csv.ReadOptions(column_names=names),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=quoted, ignore_empty_lines=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.large_string()),
+                null_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+                check_utf8=False,  # checked by `_plain_bytes`
+            ),
+        )
+    except pa.ArrowException:
+        return None  # rows with more or fewer values than the header, and what else pyarrow refuses
+    if table.num_rows != raw.count(b"\n", first + 1, end) + 1:
+        return None  # blank lines, or line breaks inside quoted values
+    limit = csv.field_size_limit()  # longer values are an error for the strict reader
+    if any((pc.max(pc.binary_length(column)).as_py() or 0) > limit for column in table.columns):
+        return None
+    return table
+
+
 def _read_csv_fast(raw: bytes) -> pd.DataFrame | None:
     """Read plain CSV bytes with pyarrow, as `_read_csv_text` would; ``None`` when unsure.
 
@@ -293,45 +378,16 @@ def _read_csv_fast(raw: bytes) -> pd.DataFrame | None:
     while end > start and raw[end - 1] in (_LF, _CR):
         end -= 1  # trailing line breaks (blank lines at the end shift no row)
     first = raw.find(b"\n", start, end)  # the end of the header line
-    if first == -1 or raw.find(b"\x00") != -1:
-        return None
-    if raw.find(b"\r", start, end) != -1 and raw.count(b"\r", start, end) != raw.count(
-        b"\r\n", start, end
-    ):
-        return None  # a lone carriage return ends a line for the strict reader
-    if not _is_utf8(raw, start, end):
+    if first == -1 or not _plain_bytes(raw, start, end):
         return None
     quoted = raw.find(b'"', start, end) != -1
     if quoted and not _quotes_are_plain(raw, start, end):
         return None
-    try:
-        line = raw[start:first].decode("utf-8")
-        header = next(csv.reader([line], skipinitialspace=True, strict=True))
-    except (csv.Error, StopIteration):
+    header = _plain_header(raw, start, first)
+    if header is None:
         return None
-    if len(header) < 2:
-        return None  # the strict reader tells a one-column file from one with other separators
-    names = [f"f{i}" for i in range(len(header))]
-    body = pa.py_buffer(raw).slice(first + 1, end - first - 1)
-    try:
-        table = pa_csv.read_csv(
-            pa.BufferReader(body),
-            read_options=pa_csv.ReadOptions(column_names=names),
-            parse_options=pa_csv.ParseOptions(newlines_in_values=quoted, ignore_empty_lines=True),
-            convert_options=pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.large_string()),
-                null_values=[],
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-                check_utf8=False,  # checked above
-            ),
-        )
-    except pa.ArrowException:
-        return None  # rows with more or fewer values than the header, and what else pyarrow refuses
-    if table.num_rows != raw.count(b"\n", first + 1, end) + 1:
-        return None  # blank lines, or line breaks inside quoted values
-    limit = csv.field_size_limit()  # longer values are an error for the strict reader
-    if any((pc.max(pc.binary_length(column)).as_py() or 0) > limit for column in table.columns):
+    table = _arrow_text_table(raw, first, end, len(header), quoted=quoted)
+    if table is None:
         return None
     frame = pd.DataFrame(
         {i: TEXT.__from_arrow__(table.column(i)) for i in range(table.num_columns)},
@@ -390,6 +446,7 @@ def _cleaned(frame: pd.DataFrame, source: str, *, fast: bool) -> pd.DataFrame:
 
 
 def _empty(source: str, table: str) -> Problem:
+    """The problem of a file without any content."""
     return Problem(
         source,
         "the file is empty (0 bytes or only blank lines)",
@@ -438,6 +495,7 @@ def _clean(frame: pd.DataFrame, source: str) -> pd.DataFrame:
 
 
 def _read_parquet(raw: bytes, source: str) -> pd.DataFrame:
+    """A Parquet file's columns (the index as columns); `InputError` when unreadable."""
     try:
         frame = pd.read_parquet(io.BytesIO(raw))
     except Exception as exc:  # pyarrow raises many types for a corrupt file
@@ -464,6 +522,7 @@ def _read_parquet(raw: bytes, source: str) -> pd.DataFrame:
 def _map_columns(
     frame: pd.DataFrame, table: str, columns: dict[str, str], source: str
 ) -> tuple[pd.DataFrame, list[Problem]]:
+    """`frame` with the columns the parameters map renamed to their canonical names; problems."""
     problems = []
     present = list(frame.columns)
     rename = {}
@@ -500,6 +559,127 @@ def _map_columns(
     return frame.rename(columns=rename), problems
 
 
+def _read_bytes(path: Path, table: str) -> bytes:
+    """The bytes of an input file; `InputError` when it is a folder, missing or cannot be opened."""
+    source = str(path)
+    if path.is_dir():
+        raise InputError(
+            Problem(
+                source,
+                f"this is a folder, expected the {table} file",
+                hint="check the path in the parameters file",
+            )
+        )
+    if not path.is_file():
+        raise InputError(
+            Problem(
+                source,
+                f"the {table} file does not exist",
+                hint="check the path in the parameters file",
+            )
+        )
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(
+            Problem(
+                source,
+                f"the {table} file cannot be opened ({exc.strerror or exc})",
+                hint="check that you may read the file and that no other program locks it",
+            )
+        ) from None
+
+
+def _read_file(path: Path, table: str) -> tuple[pd.DataFrame, str]:
+    """A file's values as clean text (see `read_table`), and the SHA-256 of its bytes.
+
+    The reader is chosen by the file type. Raises `InputError` when the file is missing, of an
+    unsupported type, empty or unreadable, or has no data rows.
+    """
+    source = str(path)
+    raw = _read_bytes(path, table)
+    digest = hashlib.sha256(raw).hexdigest()
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".txt", ".parquet"):
+        raise InputError(
+            Problem(
+                source,
+                f"unsupported file type '{suffix or path.name}'",
+                hint="use a .csv or .parquet file",
+            )
+        )
+    if not raw or raw.isspace():  # (raw.strip() would copy the file)
+        raise InputError(_empty(source, table))
+    fast = False
+    if suffix == ".parquet":
+        frame = _read_parquet(raw, source)
+    else:
+        frame, fast = _read_csv(raw, source, table)
+    del raw  # the file's bytes are no longer needed: free them before cleaning
+    frame = _cleaned(frame, source, fast=fast)
+    if frame.empty:
+        raise InputError(
+            Problem(
+                source,
+                "the file has a header but no data rows",
+                hint=f"export the {table} table again",
+            )
+        )
+    return frame, digest
+
+
+def _missing_columns(
+    frame: pd.DataFrame, table: str, source: str, *, mapped: set[str | None]
+) -> list[Problem]:
+    """Problems for the contract's columns of `table` that are neither in `frame` nor in `mapped`."""
+    present = list(frame.columns)
+    canonical = set(REQUIRED_COLUMNS[table]) | set(BINARY_COLUMNS.get(table, ()))
+    spare = [c for c in present if c not in canonical]  # columns that may be misnamed ones
+    problems = []
+    for col in REQUIRED_COLUMNS[table]:
+        if col in frame or col in mapped:
+            continue
+        close = _closest(col, spare)
+        hint = (
+            f"rename '{close}' to '{col}', or map it in the parameters: columns: {{{table}: {{{col}: '{close}'}}}}"
+            if close
+            else f"add the column, or map yours in the parameters: columns: {{{table}: {{{col}: <your column>}}}}; "
+            f"the file has {_listing(present)}"
+        )
+        problems.append(
+            Problem(source, f"required column '{col}' is missing", column=col, hint=hint)
+        )
+    return problems
+
+
+def _missing_named_columns(
+    frame: pd.DataFrame,
+    table: str,
+    required: tuple[str, ...],
+    source: str,
+    *,
+    mapped: set[str | None],
+) -> list[Problem]:
+    """Problems for the further columns the parameters name (`required`) that are not in `frame`."""
+    present = list(frame.columns)
+    problems = []
+    for col in dict.fromkeys(required):
+        if col in frame or col in REQUIRED_COLUMNS[table] or col in mapped:
+            continue
+        close = _closest(col, present)
+        problems.append(
+            Problem(
+                source,
+                f"column '{col}' is named in the parameters (treatment, covariates or cluster) but is not in the file",
+                column=col,
+                hint=f"did you mean '{close}'? Correct the parameters, or rename the column"
+                if close
+                else f"remove it from the parameters or add the column; the file has {_listing(present)}",
+            )
+        )
+    return problems
+
+
 def read_table(
     path: str | Path,
     table: str,
@@ -532,91 +712,11 @@ def read_table(
     source = str(path)
     if table not in TABLES:
         raise ValueError(f"table={table!r} is not allowed; choose one of {', '.join(TABLES)}")
-    if path.is_dir():
-        raise InputError(
-            Problem(
-                source,
-                f"this is a folder, expected the {table} file",
-                hint="check the path in the parameters file",
-            )
-        )
-    if not path.is_file():
-        raise InputError(
-            Problem(
-                source,
-                f"the {table} file does not exist",
-                hint="check the path in the parameters file",
-            )
-        )
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(
-            Problem(
-                source,
-                f"the {table} file cannot be opened ({exc.strerror or exc})",
-                hint="check that you may read the file and that no other program locks it",
-            )
-        ) from None
-    digest = hashlib.sha256(raw).hexdigest()
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".txt", ".parquet"):
-        raise InputError(
-            Problem(
-                source,
-                f"unsupported file type '{suffix or path.name}'",
-                hint="use a .csv or .parquet file",
-            )
-        )
-    if not raw or raw.isspace():  # (raw.strip() would copy the file)
-        raise InputError(_empty(source, table))
-    fast = False
-    if suffix == ".parquet":
-        frame = _read_parquet(raw, source)
-    else:
-        frame, fast = _read_csv(raw, source, table)
-    del raw  # the file's bytes are no longer needed: free them before cleaning
-    frame = _cleaned(frame, source, fast=fast)
-    if frame.empty:
-        raise InputError(
-            Problem(
-                source,
-                "the file has a header but no data rows",
-                hint=f"export the {table} table again",
-            )
-        )
+    frame, digest = _read_file(path, table)
     frame, problems = _map_columns(frame, table, columns or {}, source)
-    present = list(frame.columns)
-    canonical = set(REQUIRED_COLUMNS[table]) | set(BINARY_COLUMNS.get(table, ()))
-    spare = [c for c in present if c not in canonical]  # columns that may be misnamed ones
     mapped = {p.column for p in problems}
-    for col in REQUIRED_COLUMNS[table]:
-        if col in frame or col in mapped:
-            continue
-        close = _closest(col, spare)
-        hint = (
-            f"rename '{close}' to '{col}', or map it in the parameters: columns: {{{table}: {{{col}: '{close}'}}}}"
-            if close
-            else f"add the column, or map yours in the parameters: columns: {{{table}: {{{col}: <your column>}}}}; "
-            f"the file has {_listing(present)}"
-        )
-        problems.append(
-            Problem(source, f"required column '{col}' is missing", column=col, hint=hint)
-        )
-    for col in dict.fromkeys(required):
-        if col in frame or col in REQUIRED_COLUMNS[table] or col in mapped:
-            continue
-        close = _closest(col, present)
-        problems.append(
-            Problem(
-                source,
-                f"column '{col}' is named in the parameters (treatment, covariates or cluster) but is not in the file",
-                column=col,
-                hint=f"did you mean '{close}'? Correct the parameters, or rename the column"
-                if close
-                else f"remove it from the parameters or add the column; the file has {_listing(present)}",
-            )
-        )
+    problems += _missing_columns(frame, table, source, mapped=mapped)
+    problems += _missing_named_columns(frame, table, required, source, mapped=mapped)
     if problems:
         raise InputError(problems)
     return frame, SourceFile(table, source, digest, len(frame))

@@ -207,35 +207,128 @@ class SimulatedProgramme:
         raise KeyError(f"no true effect for {outcome=}, {treatment=}, {estimand=}")
 
 
+EFFECT_NAMES = (
+    "effect_follow_through_logit",
+    "effect_skills",
+    "effect_manager_logit",
+    "effect_manager_skills",
+)
+
+
+@dataclass(frozen=True)
+class _Scenario:
+    """The validated arguments of `simulate_programme` that the drawing steps use."""
+
+    n: int
+    team_size: float
+    effect_follow_through_logit: float
+    effect_skills: float
+    effect_manager_logit: float
+    effect_manager_skills: float
+    confounding: float
+    icc: float
+    lo: int
+    hi: int
+    as_of: date
+    truth_draws: int
+
+    @property
+    def unit(self) -> float:
+        """One quarter of the skill scale's width (the unit of the skills model's noise)."""
+        return (self.hi - self.lo) / 4.0
+
+    @property
+    def as_of_day(self) -> np.datetime64:
+        """The extraction date as a day."""
+        return np.datetime64(self.as_of, "D")
+
+
+@dataclass(frozen=True)
+class _Learners:
+    """Per-learner covariates (observed and standardised) and treatments, one entry a learner."""
+
+    n_teams: int
+    team: np.ndarray
+    cohort: np.ndarray
+    role: np.ndarray
+    tenure: np.ndarray
+    engagement: np.ndarray
+    z_eng: np.ndarray
+    z_ten: np.ndarray
+    manager_coached: np.ndarray
+    coached_b: np.ndarray
+    coached: np.ndarray
+    sessions: np.ndarray
+    dose: np.ndarray
+
+
+@dataclass(frozen=True)
+class _FollowThrough:
+    """Latent follow-through: log-odds of an item on time without coaching, and the coaching effect."""
+
+    eta_base: np.ndarray
+    tau: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Items:
+    """The action items: owner (learner position), dates as days, and items per learner."""
+
+    n_items: np.ndarray
+    owner: np.ndarray
+    created: np.ndarray
+    due: np.ndarray
+    completed: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Skills:
+    """Padded learner x skill arrays of the skills model, and the assessment dates."""
+
+    skill_idx: np.ndarray
+    mask: np.ndarray
+    target: np.ndarray
+    pre_latent: np.ndarray
+    post_base: np.ndarray  # no coaching of either kind, no post noise
+    post_latent: np.ndarray
+    skill_tau: np.ndarray
+    mgr_skills: np.ndarray
+    has_post: np.ndarray
+    pre_on: np.ndarray
+    post_on: np.ndarray
+
+
 def _expit(x: np.ndarray) -> np.ndarray:
+    """The logistic function ``1 / (1 + exp(-x))``."""
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 def _is_int(value: Any) -> bool:
+    """Whether `value` is an integer (Python or numpy), not a bool."""
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
-def _validate(
-    *,
-    n_learners: Any,
-    seed: Any,
-    team_size: Any,
-    effects: dict[str, Any],
-    confounding: Any,
-    icc: Any,
-    scale: Any,
-    as_of: Any,
-    truth_draws: Any,
-) -> date:
+def _is_finite(value: Any) -> bool:
+    """Whether `value` is a finite Python int or float."""
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _check_sizes(n_learners: Any, seed: Any, team_size: Any) -> None:
+    """Raise `ValueError` for a bad number of learners, seed or team size."""
     if not _is_int(n_learners) or n_learners < 50:
         raise ValueError(f"n_learners must be an integer of at least 50, got {n_learners!r}")
     if not _is_int(seed) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if not isinstance(team_size, int | float) or not math.isfinite(team_size) or team_size < 1:
+    if not _is_finite(team_size) or team_size < 1:
         raise ValueError(f"team_size must be a finite number of at least 1, got {team_size!r}")
-    for name, value in effects.items():
-        if not isinstance(value, int | float) or not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+def _check_model(arguments: dict[str, Any]) -> None:
+    """Raise `ValueError` for a bad effect size, confounding strength, icc or scale."""
+    for name in EFFECT_NAMES:
+        if not _is_finite(arguments[name]):
+            raise ValueError(f"{name} must be a finite number, got {arguments[name]!r}")
+    confounding, icc, scale = arguments["confounding"], arguments["icc"], arguments["scale"]
     if not isinstance(confounding, int | float) or not (0 <= confounding < math.inf):
         raise ValueError(f"confounding must be a finite number >= 0, got {confounding!r}")
     if not isinstance(icc, int | float) or not (0 <= icc < 1):
@@ -247,12 +340,31 @@ def _validate(
         or not scale[0] < scale[1]
     ):
         raise ValueError(f"scale must be two integers (min, max) with min < max, got {scale!r}")
+
+
+def _scenario(arguments: dict[str, Any]) -> _Scenario:
+    """Check the arguments of `simulate_programme` (`ValueError` naming the first bad one)."""
+    _check_sizes(arguments["n_learners"], arguments["seed"], arguments["team_size"])
+    _check_model(arguments)
+    truth_draws, as_of = arguments["truth_draws"], arguments["as_of"]
     if not _is_int(truth_draws) or truth_draws < 1:
         raise ValueError(f"truth_draws must be a positive integer, got {truth_draws!r}")
     try:
-        return date.fromisoformat(as_of)
+        as_of_date = date.fromisoformat(as_of)
     except (TypeError, ValueError):
         raise ValueError(f"as_of must be a date written YYYY-MM-DD, got {as_of!r}") from None
+    lo, hi = arguments["scale"]
+    return _Scenario(
+        n=int(arguments["n_learners"]),
+        team_size=arguments["team_size"],
+        **{name: arguments[name] for name in EFFECT_NAMES},
+        confounding=arguments["confounding"],
+        icc=arguments["icc"],
+        lo=int(lo),
+        hi=int(hi),
+        as_of=as_of_date,
+        truth_draws=truth_draws,
+    )
 
 
 def _cohorts(as_of: date) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -271,11 +383,13 @@ def _cohorts(as_of: date) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 
 def _ids(prefix: str, n: int, width: int) -> np.ndarray:
+    """Identifiers ``prefix`` + 1..n, zero-padded to `width` digits (more when n needs them)."""
     width = max(width, len(str(n)))
     return np.array([f"{prefix}{i:0{width}d}" for i in range(1, n + 1)], dtype=object)
 
 
 def _levels(latent: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Observed levels: latent levels rounded half up and clipped to the scale."""
     return np.clip(np.floor(latent + 0.5), lo, hi)
 
 
@@ -286,7 +400,252 @@ def _gap(latent: np.ndarray, target: np.ndarray, mask: np.ndarray, lo: int, hi: 
 
 
 def _dates(days: np.ndarray) -> pd.Series:
+    """Days as a ``datetime64[ns]`` series (NaT stays NaT)."""
     return pd.Series(days.astype("datetime64[D]").astype("datetime64[ns]"))
+
+
+def _draw_learners(rng: np.random.Generator, scenario: _Scenario) -> _Learners:
+    """Draw teams and covariates, then manager coaching (by team) and learner coaching."""
+    n = scenario.n
+    # Every draw has a fixed size, so changing an effect size or `confounding` keeps
+    # the same underlying random numbers (common random numbers across scenarios).
+    n_teams = max(1, min(n, round(n / scenario.team_size)))
+    team = np.sort(np.concatenate([np.arange(n_teams), rng.integers(n_teams, size=n - n_teams)]))
+    cohort = rng.integers(4, size=n)
+    role = rng.choice(len(ROLES), size=n, p=ROLE_PROBS)
+    tenure = np.minimum(np.floor(rng.gamma(4.0, 9.0, size=n)), TENURE_MAX).astype(np.int64)
+    engagement = np.round(np.clip(rng.normal(3.5, 0.7, size=n), 1.0, 5.0), 1)
+    z_eng = (engagement - 3.5) / 0.7
+    z_ten = (tenure - 36.0) / 18.0
+
+    manager_coached = (rng.random(n_teams) < MANAGER_COACHED_PROB).astype(np.int64)[team]
+    v_team = rng.normal(0.0, TREAT_TEAM_SD, size=n_teams)
+    treat_logit = (
+        TREAT_INTERCEPT
+        + scenario.confounding * (TREAT_ENGAGEMENT * z_eng + TREAT_TENURE * z_ten)
+        + TREAT_COHORT[cohort]
+        + v_team[team]
+    )
+    coached_b = rng.random(n) < _expit(treat_logit)
+    potential_sessions = 1 + rng.binomial(SESSIONS_MAX - 1, SESSIONS_P, size=n)
+    dose = 0.6 + 0.8 * np.minimum(potential_sessions, 8) / 8.0
+    dose = dose / (dose[coached_b].mean() if coached_b.any() else dose.mean())
+    return _Learners(
+        n_teams=n_teams,
+        team=team,
+        cohort=cohort,
+        role=role,
+        tenure=tenure,
+        engagement=engagement,
+        z_eng=z_eng,
+        z_ten=z_ten,
+        manager_coached=manager_coached,
+        coached_b=coached_b,
+        coached=coached_b.astype(np.int64),
+        sessions=np.where(coached_b, potential_sessions, 0).astype(np.int64),
+        dose=dose,
+    )
+
+
+def _draw_follow_through(
+    rng: np.random.Generator, learners: _Learners, scenario: _Scenario
+) -> _FollowThrough:
+    """Draw the team and learner terms of the follow-through log-odds."""
+    icc = scenario.icc
+    u_team = np.sqrt(icc) * FT_RESIDUAL_SD * rng.standard_normal(learners.n_teams)
+    e_learner = np.sqrt(1.0 - icc) * FT_RESIDUAL_SD * rng.standard_normal(learners.team.size)
+    eta_base = (
+        FT_INTERCEPT
+        + FT_ENGAGEMENT * learners.z_eng
+        + FT_TENURE * learners.z_ten
+        + FT_ROLE[learners.role]
+        + FT_COHORT[learners.cohort]
+        + u_team[learners.team]
+        + e_learner
+    )
+    return _FollowThrough(eta_base, scenario.effect_follow_through_logit * learners.dose)
+
+
+def _completion_dates(
+    rng: np.random.Generator,
+    created: np.ndarray,
+    due: np.ndarray,
+    due_days: np.ndarray,
+    *,
+    p_on_time: np.ndarray,
+    as_of_day: np.datetime64,
+) -> np.ndarray:
+    """Draw the completion day of each item (NaT when never completed), given its on-time chance."""
+    m = created.size
+    on_time = rng.random(m) < p_on_time
+    done_on_time = created + np.floor(rng.random(m) * (due_days + 1)).astype(np.int64)
+    late_window = np.minimum(due + LATE_MAX_DAYS, as_of_day) - due
+    late_done = rng.random(m) < LATE_COMPLETED_SHARE
+    done_late = due + 1 + np.floor(rng.random(m) * late_window.astype(np.int64)).astype(np.int64)
+    late_done &= late_window.astype(np.int64) > 0
+    nat = np.datetime64("NaT", "D")
+    return np.where(on_time, done_on_time, np.where(late_done, done_late, nat))
+
+
+def _draw_action_items(
+    rng: np.random.Generator, learners: _Learners, follow: _FollowThrough, scenario: _Scenario
+) -> _Items:
+    """Draw each learner's action items within their cohort's quarter, and their completion."""
+    p_on_time = _expit(
+        follow.eta_base
+        + learners.coached * follow.tau
+        + learners.manager_coached * scenario.effect_manager_logit
+    )
+    _, q_start, q_end = _cohorts(scenario.as_of)
+    n = learners.cohort.size
+    no_plan = rng.random(n) < NO_PLAN_SHARE
+    n_items = np.where(no_plan, 0, rng.integers(ITEMS_MIN, ITEMS_MAX + 1, size=n))
+    owner = np.repeat(np.arange(n), n_items)
+    due_days = rng.integers(DUE_MIN, DUE_MAX + 1, size=owner.size)
+    first = q_start[learners.cohort[owner]]
+    # >= first by construction
+    last = np.minimum(q_end[learners.cohort[owner]], scenario.as_of_day - due_days)
+    span = (last - first).astype(np.int64) + 1
+    created = first + np.floor(rng.random(owner.size) * span).astype(np.int64)
+    due = created + due_days
+    completed = _completion_dates(
+        rng, created, due, due_days, p_on_time=p_on_time[owner], as_of_day=scenario.as_of_day
+    )
+    return _Items(n_items, owner, created, due, completed)
+
+
+def _role_skills(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per role, the skill indices (padded with -1) and target levels (padded with 0)."""
+    role_skill = np.full((len(ROLES), MAX_SKILLS), -1)
+    role_target = np.zeros((len(ROLES), MAX_SKILLS))
+    for r, name in enumerate(ROLES):
+        for k, (skill, frac) in enumerate(ROLE_SKILLS[name]):
+            role_skill[r, k] = SKILLS.index(skill)
+            role_target[r, k] = np.floor(lo + frac * (hi - lo) + 0.5)
+    return role_skill, role_target
+
+
+def _draw_pre_latent(
+    rng: np.random.Generator, learners: _Learners, scenario: _Scenario
+) -> np.ndarray:
+    """Draw learner ability and skill noise: the latent pre-programme level of each skill."""
+    lo, hi = scenario.lo, scenario.hi
+    ability = rng.standard_normal(learners.team.size)
+    skill_noise = rng.standard_normal((learners.team.size, MAX_SKILLS))
+    pre_deviation = (
+        PRE_ABILITY * ability[:, None]
+        + PRE_TENURE * learners.z_ten[:, None]
+        + PRE_ENGAGEMENT * learners.z_eng[:, None]
+        + PRE_NOISE * skill_noise
+    )
+    return lo + PRE_CENTRE * (hi - lo) + scenario.unit * pre_deviation
+
+
+def _draw_growth(rng: np.random.Generator, learners: _Learners, scenario: _Scenario) -> np.ndarray:
+    """Draw the team and learner terms of skill growth without coaching (points)."""
+    icc, unit = scenario.icc, scenario.unit
+    w_team = np.sqrt(icc) * GROWTH_RESIDUAL_SD * unit * rng.standard_normal(learners.n_teams)
+    g_learner = (
+        np.sqrt(1.0 - icc) * GROWTH_RESIDUAL_SD * unit * rng.standard_normal(learners.team.size)
+    )
+    return (
+        GROWTH
+        + GROWTH_ENGAGEMENT * learners.z_eng
+        + GROWTH_ROLE[learners.role]
+        + GROWTH_COHORT[learners.cohort]
+        + w_team[learners.team]
+        + g_learner
+    )
+
+
+def _draw_skills(rng: np.random.Generator, learners: _Learners, scenario: _Scenario) -> _Skills:
+    """Draw the latent pre and post skill levels, post-wave attrition and assessment dates."""
+    n = learners.team.size
+    role_skill, role_target = _role_skills(scenario.lo, scenario.hi)
+    skill_idx = role_skill[learners.role]
+    pre_latent = _draw_pre_latent(rng, learners, scenario)
+    post_base = pre_latent + _draw_growth(rng, learners, scenario)[:, None]
+    skill_tau = scenario.effect_skills * learners.dose
+    mgr_skills = learners.manager_coached * scenario.effect_manager_skills
+    post_noise = POST_NOISE_SD * scenario.unit * rng.standard_normal((n, MAX_SKILLS))
+    post_latent = post_base + (learners.coached * skill_tau + mgr_skills)[:, None] + post_noise
+    has_post = rng.random(n) >= POST_ATTRITION
+    _, q_start, _ = _cohorts(scenario.as_of)
+    pre_on = q_start[learners.cohort] + rng.integers(0, 14, size=n)
+    post_on = np.minimum(pre_on + rng.integers(60, 81, size=n), scenario.as_of_day)
+    return _Skills(
+        skill_idx=skill_idx,
+        mask=(skill_idx >= 0).astype(float),
+        target=role_target[learners.role],
+        pre_latent=pre_latent,
+        post_base=post_base,
+        post_latent=post_latent,
+        skill_tau=skill_tau,
+        mgr_skills=mgr_skills,
+        has_post=has_post,
+        pre_on=pre_on,
+        post_on=post_on,
+    )
+
+
+def _learner_table(
+    learners: _Learners, learner_id: np.ndarray, scenario: _Scenario
+) -> pd.DataFrame:
+    """The ``learners`` table."""
+    labels, _, _ = _cohorts(scenario.as_of)
+    team_ids = _ids("T", learners.n_teams, 3)
+    manager_ids = _ids("M", learners.n_teams, 3)
+    return pd.DataFrame(
+        {
+            "learner_id": pd.Series(learner_id, dtype="str"),
+            "team_id": pd.Series(team_ids[learners.team], dtype="str"),
+            "manager_id": pd.Series(manager_ids[learners.team], dtype="str"),
+            "cohort": pd.Series(np.array(labels, dtype=object)[learners.cohort], dtype="str"),
+            "role": pd.Series(np.array(ROLES, dtype=object)[learners.role], dtype="str"),
+            "tenure_months": learners.tenure,
+            "engagement": learners.engagement,
+            "coached": learners.coached,
+            "coaching_sessions": learners.sessions,
+            "manager_coached": learners.manager_coached,
+        }
+    )
+
+
+def _action_item_table(items: _Items, learner_id: np.ndarray) -> pd.DataFrame:
+    """The ``action_items`` table."""
+    return pd.DataFrame(
+        {
+            "learner_id": pd.Series(learner_id[items.owner], dtype="str"),
+            "item_id": pd.Series(_ids("A", items.owner.size, 6), dtype="str"),
+            "created_on": _dates(items.created),
+            "due_on": _dates(items.due),
+            "completed_on": _dates(items.completed),
+        }
+    )
+
+
+def _assessment_table(skills: _Skills, learner_id: np.ndarray, scenario: _Scenario) -> pd.DataFrame:
+    """The ``skill_assessments`` table: by learner, the pre wave then the post wave, by skill."""
+    rows_i, rows_k = np.nonzero(skills.mask > 0)
+    post_rows = skills.has_post[rows_i]
+    wave = np.concatenate([np.zeros(rows_i.size, np.int64), np.ones(post_rows.sum(), np.int64)])
+    li = np.concatenate([rows_i, rows_i[post_rows]])
+    lk = np.concatenate([rows_k, rows_k[post_rows]])
+    order = np.lexsort((lk, wave, li))
+    li, lk, wave = li[order], lk[order], wave[order]
+    pre_level = _levels(skills.pre_latent, scenario.lo, scenario.hi)
+    post_level = _levels(skills.post_latent, scenario.lo, scenario.hi)
+    skill_names = np.array(SKILLS, dtype=object)[skills.skill_idx[li, lk]]
+    return pd.DataFrame(
+        {
+            "learner_id": pd.Series(learner_id[li], dtype="str"),
+            "skill": pd.Series(skill_names, dtype="str"),
+            "wave": pd.Series(np.where(wave == 0, "pre", "post").astype(object), dtype="str"),
+            "assessed_on": _dates(np.where(wave == 0, skills.pre_on[li], skills.post_on[li])),
+            "level": np.where(wave == 0, pre_level[li, lk], post_level[li, lk]).astype(np.int64),
+            "target_level": skills.target[li, lk].astype(np.int64),
+        }
+    )
 
 
 def _learner_outcomes(
@@ -309,11 +668,13 @@ def _learner_outcomes(
 
 
 def _naive(outcomes: pd.DataFrame, outcome: str) -> float:
+    """Coached minus uncoached mean of an observed outcome."""
     means = outcomes.groupby("coached")[outcome].mean()
     return float(means.get(1, np.nan) - means.get(0, np.nan))
 
 
 def _round(value: Any) -> Any:
+    """`value` made JSON-ready: floats to 6 decimals (NaN and inf as None), numpy ints as int."""
     if isinstance(value, dict):
         return {k: _round(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -324,6 +685,79 @@ def _round(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
     return value
+
+
+def _mean(values: np.ndarray) -> float:
+    """The mean of `values`, NaN when there are none."""
+    return float(values.mean()) if values.size else math.nan
+
+
+def _true_follow_through(
+    learners: _Learners, follow: _FollowThrough, scenario: _Scenario
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact individual effects on follow-through of learner and of manager coaching."""
+    eta_no_coach = follow.eta_base + learners.manager_coached * scenario.effect_manager_logit
+    ft_coached = _expit(eta_no_coach + follow.tau) - _expit(eta_no_coach)
+    eta_no_mgr = follow.eta_base + learners.coached * follow.tau
+    ft_manager = _expit(eta_no_mgr + scenario.effect_manager_logit) - _expit(eta_no_mgr)
+    return ft_coached, ft_manager
+
+
+def _true_skills_gap(
+    truth_rng: np.random.Generator, learners: _Learners, skills: _Skills, scenario: _Scenario
+) -> tuple[np.ndarray, np.ndarray]:
+    """Individual effects on the post skills gap of learner and of manager coaching (Monte Carlo)."""
+    # learners with a post wave; draws of the post noise shared by both arms (common random numbers)
+    lo, hi, draws = scenario.lo, scenario.hi, scenario.truth_draws
+    has_post = skills.has_post
+    base = skills.post_base[has_post]
+    t_tau = skills.skill_tau[has_post][:, None]
+    t_mgr = skills.mgr_skills[has_post][:, None]
+    t_coached = learners.coached[has_post][:, None]
+    t_target, t_mask = skills.target[has_post], skills.mask[has_post]
+    sg_coached = np.zeros(base.shape[0])
+    sg_manager = np.zeros(base.shape[0])
+    done = 0
+    while done < draws:
+        d = min(TRUTH_CHUNK, draws - done)
+        eps = POST_NOISE_SD * scenario.unit * truth_rng.standard_normal((d, *base.shape))
+        no_coach = base + t_mgr + eps
+        sg_coached += (
+            _gap(no_coach + t_tau, t_target, t_mask, lo, hi)
+            - _gap(no_coach, t_target, t_mask, lo, hi)
+        ).sum(axis=0)
+        no_mgr = base + t_coached * t_tau + eps
+        sg_manager += (
+            _gap(no_mgr + scenario.effect_manager_skills, t_target, t_mask, lo, hi)
+            - _gap(no_mgr, t_target, t_mask, lo, hi)
+        ).sum(axis=0)
+        done += d
+    return sg_coached / draws, sg_manager / draws
+
+
+def _true_effects(
+    truth_rng: np.random.Generator,
+    learners: _Learners,
+    *,
+    follow: _FollowThrough,
+    items: _Items,
+    skills: _Skills,
+    scenario: _Scenario,
+) -> list[dict[str, Any]]:
+    """The true ATE and ATT of each outcome and treatment (the ``effects`` of ``truth.json``)."""
+    has_items = items.n_items > 0
+    coached_b = learners.coached_b
+    ft_coached, ft_manager = _true_follow_through(learners, follow, scenario)
+    sg_coached, sg_manager = _true_skills_gap(truth_rng, learners, skills, scenario)
+    effects = [
+        ("follow_through", "coached", "ATE", _mean(ft_coached[has_items])),
+        ("follow_through", "coached", "ATT", _mean(ft_coached[has_items & coached_b])),
+        ("skills_gap", "coached", "ATE", _mean(sg_coached)),
+        ("skills_gap", "coached", "ATT", _mean(sg_coached[coached_b[skills.has_post]])),
+        ("follow_through", "manager_coached", "ATE", _mean(ft_manager[has_items])),
+        ("skills_gap", "manager_coached", "ATE", _mean(sg_manager)),
+    ]
+    return [{"outcome": o, "treatment": t, "estimand": e, "value": v} for o, t, e, v in effects]
 
 
 def simulate_programme(
@@ -382,7 +816,7 @@ def simulate_programme(
     >>> prog.effect("follow_through") > 0
     True
     """
-    parameters = {
+    arguments = {
         "n_learners": n_learners,
         "seed": seed,
         "team_size": team_size,
@@ -392,248 +826,43 @@ def simulate_programme(
         "effect_manager_skills": effect_manager_skills,
         "confounding": confounding,
         "icc": icc,
-        "scale": list(scale) if isinstance(scale, tuple | list) else scale,
+        "scale": scale,
         "as_of": as_of,
         "truth_draws": truth_draws,
     }
-    as_of_date = _validate(
-        n_learners=n_learners,
-        seed=seed,
-        team_size=team_size,
-        effects={
-            "effect_follow_through_logit": effect_follow_through_logit,
-            "effect_skills": effect_skills,
-            "effect_manager_logit": effect_manager_logit,
-            "effect_manager_skills": effect_manager_skills,
-        },
-        confounding=confounding,
-        icc=icc,
-        scale=scale,
-        as_of=as_of,
-        truth_draws=truth_draws,
-    )
-    n = int(n_learners)
-    lo, hi = int(scale[0]), int(scale[1])
-    unit = (hi - lo) / 4.0
-    as_of_day = np.datetime64(as_of_date, "D")
+    scenario = _scenario(arguments)
     data_seq, truth_seq = np.random.SeedSequence(seed).spawn(2)
     rng = np.random.default_rng(data_seq)
+    learners = _draw_learners(rng, scenario)
+    follow = _draw_follow_through(rng, learners, scenario)
+    items = _draw_action_items(rng, learners, follow, scenario)
+    skills = _draw_skills(rng, learners, scenario)
 
-    # Covariates. Every draw has a fixed size, so changing an effect size or `confounding` keeps
-    # the same underlying random numbers (common random numbers across scenarios).
-    n_teams = max(1, min(n, round(n / team_size)))
-    team = np.sort(np.concatenate([np.arange(n_teams), rng.integers(n_teams, size=n - n_teams)]))
-    cohort = rng.integers(4, size=n)
-    role = rng.choice(len(ROLES), size=n, p=ROLE_PROBS)
-    tenure = np.minimum(np.floor(rng.gamma(4.0, 9.0, size=n)), TENURE_MAX)
-    tenure = tenure.astype(np.int64)
-    engagement = np.round(np.clip(rng.normal(3.5, 0.7, size=n), 1.0, 5.0), 1)
-    z_eng = (engagement - 3.5) / 0.7
-    z_ten = (tenure - 36.0) / 18.0
-
-    # Treatments.
-    manager_coached = (rng.random(n_teams) < MANAGER_COACHED_PROB).astype(np.int64)[team]
-    v_team = rng.normal(0.0, TREAT_TEAM_SD, size=n_teams)
-    treat_logit = (
-        TREAT_INTERCEPT
-        + confounding * (TREAT_ENGAGEMENT * z_eng + TREAT_TENURE * z_ten)
-        + TREAT_COHORT[cohort]
-        + v_team[team]
-    )
-    coached_b = rng.random(n) < _expit(treat_logit)
-    coached = coached_b.astype(np.int64)
-    potential_sessions = 1 + rng.binomial(SESSIONS_MAX - 1, SESSIONS_P, size=n)
-    dose = 0.6 + 0.8 * np.minimum(potential_sessions, 8) / 8.0
-    dose = dose / (dose[coached_b].mean() if coached_b.any() else dose.mean())
-    sessions = np.where(coached_b, potential_sessions, 0).astype(np.int64)
-
-    # Follow-through: learner-level probability of an item being on time.
-    u_team = np.sqrt(icc) * FT_RESIDUAL_SD * rng.standard_normal(n_teams)
-    e_learner = np.sqrt(1.0 - icc) * FT_RESIDUAL_SD * rng.standard_normal(n)
-    eta_base = (
-        FT_INTERCEPT
-        + FT_ENGAGEMENT * z_eng
-        + FT_TENURE * z_ten
-        + FT_ROLE[role]
-        + FT_COHORT[cohort]
-        + u_team[team]
-        + e_learner
-    )
-    tau = effect_follow_through_logit * dose
-    p_on_time = _expit(eta_base + coached * tau + manager_coached * effect_manager_logit)
-
-    # Action items.
-    labels, q_start, q_end = _cohorts(as_of_date)
-    no_plan = rng.random(n) < NO_PLAN_SHARE
-    n_items = np.where(no_plan, 0, rng.integers(ITEMS_MIN, ITEMS_MAX + 1, size=n))
-    owner = np.repeat(np.arange(n), n_items)
-    m = owner.size
-    due_days = rng.integers(DUE_MIN, DUE_MAX + 1, size=m)
-    first = q_start[cohort[owner]]
-    last = np.minimum(q_end[cohort[owner]], as_of_day - due_days)  # >= first by construction
-    span = (last - first).astype(np.int64) + 1
-    created = first + np.floor(rng.random(m) * span).astype(np.int64)
-    due = created + due_days
-    on_time = rng.random(m) < p_on_time[owner]
-    done_on_time = created + np.floor(rng.random(m) * (due_days + 1)).astype(np.int64)
-    late_window = np.minimum(due + LATE_MAX_DAYS, as_of_day) - due
-    late_done = rng.random(m) < LATE_COMPLETED_SHARE
-    done_late = due + 1 + np.floor(rng.random(m) * late_window.astype(np.int64)).astype(np.int64)
-    late_done &= late_window.astype(np.int64) > 0
-    nat = np.datetime64("NaT", "D")
-    completed = np.where(on_time, done_on_time, np.where(late_done, done_late, nat))
-
-    # Skills (padded learner x skill arrays).
-    role_skill = np.full((len(ROLES), MAX_SKILLS), -1)
-    role_target = np.zeros((len(ROLES), MAX_SKILLS))
-    for r, name in enumerate(ROLES):
-        for k, (skill, frac) in enumerate(ROLE_SKILLS[name]):
-            role_skill[r, k] = SKILLS.index(skill)
-            role_target[r, k] = np.floor(lo + frac * (hi - lo) + 0.5)
-    skill_idx = role_skill[role]
-    mask = (skill_idx >= 0).astype(float)
-    target = role_target[role]
-    ability = rng.standard_normal(n)
-    skill_noise = rng.standard_normal((n, MAX_SKILLS))
-    pre_deviation = (
-        PRE_ABILITY * ability[:, None]
-        + PRE_TENURE * z_ten[:, None]
-        + PRE_ENGAGEMENT * z_eng[:, None]
-        + PRE_NOISE * skill_noise
-    )
-    pre_latent = lo + PRE_CENTRE * (hi - lo) + unit * pre_deviation
-    w_team = np.sqrt(icc) * GROWTH_RESIDUAL_SD * unit * rng.standard_normal(n_teams)
-    g_learner = np.sqrt(1.0 - icc) * GROWTH_RESIDUAL_SD * unit * rng.standard_normal(n)
-    growth = (
-        GROWTH
-        + GROWTH_ENGAGEMENT * z_eng
-        + GROWTH_ROLE[role]
-        + GROWTH_COHORT[cohort]
-        + w_team[team]
-        + g_learner
-    )
-    post_base = pre_latent + growth[:, None]  # no coaching of either kind, no post noise
-    skill_tau = effect_skills * dose
-    mgr_skills = manager_coached * effect_manager_skills
-    post_noise = POST_NOISE_SD * unit * rng.standard_normal((n, MAX_SKILLS))
-    post_latent = post_base + (coached * skill_tau + mgr_skills)[:, None] + post_noise
-    has_post = rng.random(n) >= POST_ATTRITION
-    pre_on = q_start[cohort] + rng.integers(0, 14, size=n)
-    post_on = np.minimum(pre_on + rng.integers(60, 81, size=n), as_of_day)
-
-    # Tables.
-    learner_id = _ids("L", n, 5)
-    team_ids = _ids("T", n_teams, 3)
-    manager_ids = _ids("M", n_teams, 3)
-    learners = pd.DataFrame(
-        {
-            "learner_id": pd.Series(learner_id, dtype="str"),
-            "team_id": pd.Series(team_ids[team], dtype="str"),
-            "manager_id": pd.Series(manager_ids[team], dtype="str"),
-            "cohort": pd.Series(np.array(labels, dtype=object)[cohort], dtype="str"),
-            "role": pd.Series(np.array(ROLES, dtype=object)[role], dtype="str"),
-            "tenure_months": tenure,
-            "engagement": engagement,
-            "coached": coached,
-            "coaching_sessions": sessions,
-            "manager_coached": manager_coached,
-        }
-    )
-    action_items = pd.DataFrame(
-        {
-            "learner_id": pd.Series(learner_id[owner], dtype="str"),
-            "item_id": pd.Series(_ids("A", m, 6), dtype="str"),
-            "created_on": _dates(created),
-            "due_on": _dates(due),
-            "completed_on": _dates(completed),
-        }
-    )
-    rows_i, rows_k = np.nonzero(mask > 0)
-    post_rows = has_post[rows_i]
-    wave = np.concatenate([np.zeros(rows_i.size, np.int64), np.ones(post_rows.sum(), np.int64)])
-    li = np.concatenate([rows_i, rows_i[post_rows]])
-    lk = np.concatenate([rows_k, rows_k[post_rows]])
-    order = np.lexsort((lk, wave, li))
-    li, lk, wave = li[order], lk[order], wave[order]
-    pre_level = _levels(pre_latent, lo, hi)
-    post_level = _levels(post_latent, lo, hi)
-    skill_assessments = pd.DataFrame(
-        {
-            "learner_id": pd.Series(learner_id[li], dtype="str"),
-            "skill": pd.Series(np.array(SKILLS, dtype=object)[skill_idx[li, lk]], dtype="str"),
-            "wave": pd.Series(np.where(wave == 0, "pre", "post").astype(object), dtype="str"),
-            "assessed_on": _dates(np.where(wave == 0, pre_on[li], post_on[li])),
-            "level": np.where(wave == 0, pre_level[li, lk], post_level[li, lk]).astype(np.int64),
-            "target_level": target[li, lk].astype(np.int64),
-        }
-    )
-
-    # Truth: follow-through (exact).
-    has_items = n_items > 0
-    eta_no_coach = eta_base + manager_coached * effect_manager_logit
-    ft_coached = _expit(eta_no_coach + tau) - _expit(eta_no_coach)
-    eta_no_mgr = eta_base + coached * tau
-    ft_manager = _expit(eta_no_mgr + effect_manager_logit) - _expit(eta_no_mgr)
-
-    # Truth: skills gap (Monte Carlo over post noise, common random numbers for both arms).
-    truth_rng = np.random.default_rng(truth_seq)
-    base = post_base[has_post]
-    t_tau = skill_tau[has_post][:, None]
-    t_mgr = mgr_skills[has_post][:, None]
-    t_coached = coached[has_post][:, None]
-    t_target, t_mask = target[has_post], mask[has_post]
-    sg_coached = np.zeros(base.shape[0])
-    sg_manager = np.zeros(base.shape[0])
-    done = 0
-    while done < truth_draws:
-        d = min(TRUTH_CHUNK, truth_draws - done)
-        eps = POST_NOISE_SD * unit * truth_rng.standard_normal((d, *base.shape))
-        no_coach = base + t_mgr + eps
-        sg_coached += (
-            _gap(no_coach + t_tau, t_target, t_mask, lo, hi)
-            - _gap(no_coach, t_target, t_mask, lo, hi)
-        ).sum(axis=0)
-        no_mgr = base + t_coached * t_tau + eps
-        sg_manager += (
-            _gap(no_mgr + effect_manager_skills, t_target, t_mask, lo, hi)
-            - _gap(no_mgr, t_target, t_mask, lo, hi)
-        ).sum(axis=0)
-        done += d
-    sg_coached /= truth_draws
-    sg_manager /= truth_draws
-
-    def mean(values: np.ndarray) -> float:
-        return float(values.mean()) if values.size else math.nan
-
-    outcomes = _learner_outcomes(learners, action_items, skill_assessments)
-    effects = [
-        ("follow_through", "coached", "ATE", mean(ft_coached[has_items])),
-        ("follow_through", "coached", "ATT", mean(ft_coached[has_items & coached_b])),
-        ("skills_gap", "coached", "ATE", mean(sg_coached)),
-        ("skills_gap", "coached", "ATT", mean(sg_coached[coached_b[has_post]])),
-        ("follow_through", "manager_coached", "ATE", mean(ft_manager[has_items])),
-        ("skills_gap", "manager_coached", "ATE", mean(sg_manager)),
-    ]
-    truth = _round(
-        {
-            "seed": seed,
-            "n_learners": n,
-            "parameters": parameters,
-            "effects": [
-                {"outcome": o, "treatment": t, "estimand": e, "value": v} for o, t, e, v in effects
-            ],
-            "naive_difference": {
-                "follow_through": _naive(outcomes, "follow_through"),
-                "skills_gap": _naive(outcomes, "skills_gap"),
-            },
-        }
-    )
-    return SimulatedProgramme(
-        learners=learners,
-        action_items=action_items,
-        skill_assessments=skill_assessments,
-        truth=truth,
-    )
+    learner_id = _ids("L", scenario.n, 5)
+    tables = {
+        "learners": _learner_table(learners, learner_id, scenario),
+        "action_items": _action_item_table(items, learner_id),
+        "skill_assessments": _assessment_table(skills, learner_id, scenario),
+    }
+    outcomes = _learner_outcomes(**tables)
+    truth = {
+        "seed": seed,
+        "n_learners": scenario.n,
+        "parameters": {**arguments, "scale": list(scale)},
+        "effects": _true_effects(
+            np.random.default_rng(truth_seq),
+            learners,
+            follow=follow,
+            items=items,
+            skills=skills,
+            scenario=scenario,
+        ),
+        "naive_difference": {
+            "follow_through": _naive(outcomes, "follow_through"),
+            "skills_gap": _naive(outcomes, "skills_gap"),
+        },
+    }
+    return SimulatedProgramme(**tables, truth=_round(truth))
 
 
 def write_programme(

@@ -80,6 +80,7 @@ COLUMNS = (
 
 
 def _treated(data: pd.DataFrame, treatment: str) -> np.ndarray:
+    """The 0/1 treatment as floats (a missing column, other codes or one group refused)."""
     if treatment not in data.columns:
         raise ValueError(
             f"column '{treatment}' not in data; have {', '.join(map(str, data.columns))}"
@@ -96,6 +97,7 @@ def _treated(data: pd.DataFrame, treatment: str) -> np.ndarray:
 def _check_covariates(
     data: pd.DataFrame, treatment: str, covariates: Sequence[str]
 ) -> tuple[str, ...]:
+    """The covariates as a tuple: at least one, all present, none missing, not the treatment."""
     if isinstance(covariates, str):
         raise ValueError("covariates must be a list of column names, not a single string")
     covariates = tuple(covariates)
@@ -118,6 +120,7 @@ def _check_covariates(
 
 
 def _check_estimand(method: str, estimand: str) -> None:
+    """Refuse unknown methods and estimands, and overlap weights without the ATO (or vice versa)."""
     check_choice("method", method, BALANCE_METHODS)
     check_choice("estimand", estimand, BALANCE_ESTIMANDS)
     if (method == "overlap") != (estimand == "ATO"):
@@ -129,6 +132,7 @@ def _check_estimand(method: str, estimand: str) -> None:
 
 
 def _check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
+    """Propensity bounds as two floats with 0 <= lower < upper <= 1."""
     lo, hi = (float(b) for b in bounds)
     if not 0 <= lo < hi <= 1:
         raise ValueError(f"bounds={bounds!r} must be two numbers with 0 <= lower < upper <= 1")
@@ -138,6 +142,7 @@ def _check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
 def _as_propensity(
     propensity: ArrayLike, treated: ArrayLike | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Propensity scores (and the 0/1 treatment, if given) as checked flat arrays."""
     e = np.asarray(propensity, dtype=float).ravel()
     if e.size == 0 or not np.all((e >= 0) & (e <= 1)):
         raise ValueError("propensity scores must be numbers between 0 and 1 with no missing values")
@@ -337,6 +342,7 @@ def _indicators(
 
 
 def _wmean(v: np.ndarray, w: np.ndarray) -> float:
+    """Weighted mean."""
     return float(np.sum(w * v) / np.sum(w))
 
 
@@ -371,6 +377,7 @@ def _rows(
     estimand: str,
     adjusted: bool,
 ) -> list[dict]:
+    """One balance-table row per indicator: weighted means, SMD and variance ratio."""
     out = []
     for cov, level, kind, v in indicators:
         m1, m0 = _wmean(v[t == 1], w[t == 1]), _wmean(v[t == 0], w[t == 0])
@@ -403,6 +410,7 @@ def _ess(w: np.ndarray) -> float:
 
 
 def _label(covariate: str, level: str | None) -> str:
+    """A covariate's name in displays, with its level for text covariates ('role: a')."""
     return covariate if level is None else f"{covariate}: {level}"
 
 
@@ -471,109 +479,130 @@ class Balance:
 
     def reading(self, threshold: float | None = None) -> str:
         """One plain-language sentence on balance after weighting (before, if not weighted)."""
-        thr = self.threshold if threshold is None else threshold
-        after = self.has_adjusted
-        bad = self.imbalanced(after, thr)
-        largest = self.max_abs_smd(after)
-        if after:
-            lead = "After weighting"
-            was = f", {self.max_abs_smd(False):.2f} before weighting"
-        else:
-            lead, was = "Without any adjustment", ""
-        if bad.empty:
-            return (
-                f"{lead}, every covariate is within {thr:g} SD between the two groups "
-                f"(largest |SMD| {largest:.2f}{was})."
-            )
-        n_cov = bad["covariate"].nunique()
-        items = [
-            f"{_label(r.covariate, r.level)} ({'groups do not overlap' if math.isnan(r.smd) else f'{r.smd:+.2f}'})"
-            for r in bad.itertuples()
-        ]
-        noun = "covariate" if n_cov == 1 else "covariates"
-        if after:
-            verb = "remains imbalanced" if n_cov == 1 else "remain imbalanced"
-            return f"{lead}, {n_cov} {noun} {verb} (|SMD| > {thr:g}): {', '.join(items)}."
-        verb = "differs" if n_cov == 1 else "differ"
-        return (
-            f"{lead}, {n_cov} {noun} {verb} between the two groups by more than {thr:g} SD: "
-            f"{', '.join(items)}."
-        )
-
-    def _description(self) -> str:
-        weights = {
-            "difference": "no weighting",
-            "weights": "the supplied weights",
-            "ipw": "inverse probability weights",
-            "aipw": "the inverse probability weights of AIPW",
-            "regression": "inverse probability weights (regression has no weights of its own)",
-            "overlap": "overlap weights",
-        }.get(self.method, self.method)
-        denom = "SD of the treated" if self.estimand == "ATT" else "pooled SD"
-        return (
-            f"Balance of {self.treatment}: {self.n_treated} treated vs {self.n_control} comparison, "
-            f"{weights}, {self.estimand}. SMD = difference in means / {denom} before weighting "
-            "(binary rows: SD = sqrt(p(1 - p)))."
-        )
-
-    def _display(self) -> pd.DataFrame:
-        wide = self.wide()
-        shown = pd.DataFrame(
-            {
-                "covariate": [
-                    _label(c, lv) for c, lv in zip(wide["covariate"], wide["level"], strict=True)
-                ]
-            }
-        )
-        shown["smd_before"] = wide["smd_before"]
-        if self.has_adjusted:
-            shown["smd_after"] = wide["smd_after"]
-            shown["variance_ratio_after"] = wide["variance_ratio_after"]
-        else:
-            shown["variance_ratio_before"] = wide["variance_ratio_before"]
-        return shown
+        return _reading(self, self.threshold if threshold is None else threshold)
 
     def notes(self) -> list[str]:
         """Plain-language notes beyond the SMDs: effective sample size and variance ratios."""
-        out = []
-        if self.ess_treated is not None and self.ess_control is not None:
-            text = (
-                f"Effective sample size after weighting: {self.ess_treated:,.0f} treated "
-                f"(of {self.n_treated:,}), {self.ess_control:,.0f} comparison (of {self.n_control:,})."
-            )
-            share = min(self.ess_treated / self.n_treated, self.ess_control / self.n_control)
-            if share < LOW_ESS_SHARE:
-                text += (
-                    " The weights rest on few learners, so estimates are imprecise and sensitive "
-                    "to the propensity model (the log of a skewed covariate, trimming or overlap "
-                    "weights may help)."
-                )
-            out.append(text)
-        rows = self.frame[self.frame["adjusted"] == self.has_adjusted]
-        lo, hi = VARIANCE_RATIO_RANGE
-        odd = rows[(rows["variance_ratio"] < lo) | (rows["variance_ratio"] > hi)]
-        if not odd.empty:
-            items = ", ".join(f"{r.covariate} ({r.variance_ratio:.2f})" for r in odd.itertuples())
-            out.append(f"Variance ratios outside {lo:g}-{hi:g}: {items}.")
-        return out
+        return [*_ess_notes(self), *_variance_ratio_notes(self)]
 
     def summary(self) -> str:
         """Return a short text summary (not printed)."""
-        table = self._display().to_string(index=False, float_format="{:.3f}".format, na_rep="")
-        return "\n".join([self._description(), table, *self.notes(), self.reading()])
+        table = _display(self).to_string(index=False, float_format="{:.3f}".format, na_rep="")
+        return "\n".join([_description(self), table, *self.notes(), self.reading()])
 
     def __repr__(self) -> str:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        table = self._display().to_html(
+        table = _display(self).to_html(
             index=False, float_format="{:.3f}".format, na_rep="", escape=True
         )
         notes = "".join(f"<p>{escape(n)}</p>" for n in self.notes())
         return (
             f"<p><strong>{escape(self.reading())}</strong></p>"
-            f"<p>{escape(self._description())}</p>{table}{notes}"
+            f"<p>{escape(_description(self))}</p>{table}{notes}"
         )
+
+
+# --------------------------------------------------------------------------------------------
+# the words and the displayed table of a Balance
+
+
+def _reading(bal: Balance, thr: float) -> str:
+    """The sentence of `Balance.reading` for the threshold ``thr``."""
+    after = bal.has_adjusted
+    bad = bal.imbalanced(after, thr)
+    largest = bal.max_abs_smd(after)
+    if after:
+        lead = "After weighting"
+        was = f", {bal.max_abs_smd(False):.2f} before weighting"
+    else:
+        lead, was = "Without any adjustment", ""
+    if bad.empty:
+        return (
+            f"{lead}, every covariate is within {thr:g} SD between the two groups "
+            f"(largest |SMD| {largest:.2f}{was})."
+        )
+    n_cov = bad["covariate"].nunique()
+    items = [
+        f"{_label(r.covariate, r.level)} ({'groups do not overlap' if math.isnan(r.smd) else f'{r.smd:+.2f}'})"
+        for r in bad.itertuples()
+    ]
+    noun = "covariate" if n_cov == 1 else "covariates"
+    if after:
+        verb = "remains imbalanced" if n_cov == 1 else "remain imbalanced"
+        return f"{lead}, {n_cov} {noun} {verb} (|SMD| > {thr:g}): {', '.join(items)}."
+    verb = "differs" if n_cov == 1 else "differ"
+    return (
+        f"{lead}, {n_cov} {noun} {verb} between the two groups by more than {thr:g} SD: "
+        f"{', '.join(items)}."
+    )
+
+
+def _ess_notes(bal: Balance) -> list[str]:
+    """The effective sample sizes after weighting, with a warning when they are small."""
+    if bal.ess_treated is None or bal.ess_control is None:
+        return []
+    text = (
+        f"Effective sample size after weighting: {bal.ess_treated:,.0f} treated "
+        f"(of {bal.n_treated:,}), {bal.ess_control:,.0f} comparison (of {bal.n_control:,})."
+    )
+    share = min(bal.ess_treated / bal.n_treated, bal.ess_control / bal.n_control)
+    if share < LOW_ESS_SHARE:
+        text += (
+            " The weights rest on few learners, so estimates are imprecise and sensitive "
+            "to the propensity model (the log of a skewed covariate, trimming or overlap "
+            "weights may help)."
+        )
+    return [text]
+
+
+def _variance_ratio_notes(bal: Balance) -> list[str]:
+    """The numeric covariates whose variance ratio is outside the acceptable range."""
+    rows = bal.frame[bal.frame["adjusted"] == bal.has_adjusted]
+    lo, hi = VARIANCE_RATIO_RANGE
+    odd = rows[(rows["variance_ratio"] < lo) | (rows["variance_ratio"] > hi)]
+    if odd.empty:
+        return []
+    items = ", ".join(f"{r.covariate} ({r.variance_ratio:.2f})" for r in odd.itertuples())
+    return [f"Variance ratios outside {lo:g}-{hi:g}: {items}."]
+
+
+def _description(bal: Balance) -> str:
+    """What the table compares: the groups, the weights, the estimand and the SMD's SD."""
+    weights = {
+        "difference": "no weighting",
+        "weights": "the supplied weights",
+        "ipw": "inverse probability weights",
+        "aipw": "the inverse probability weights of AIPW",
+        "regression": "inverse probability weights (regression has no weights of its own)",
+        "overlap": "overlap weights",
+    }.get(bal.method, bal.method)
+    denom = "SD of the treated" if bal.estimand == "ATT" else "pooled SD"
+    return (
+        f"Balance of {bal.treatment}: {bal.n_treated} treated vs {bal.n_control} comparison, "
+        f"{weights}, {bal.estimand}. SMD = difference in means / {denom} before weighting "
+        "(binary rows: SD = sqrt(p(1 - p)))."
+    )
+
+
+def _display(bal: Balance) -> pd.DataFrame:
+    """The table shown in summaries: the SMDs before and after, and the variance ratios."""
+    wide = bal.wide()
+    shown = pd.DataFrame(
+        {
+            "covariate": [
+                _label(c, lv) for c, lv in zip(wide["covariate"], wide["level"], strict=True)
+            ]
+        }
+    )
+    shown["smd_before"] = wide["smd_before"]
+    if bal.has_adjusted:
+        shown["smd_after"] = wide["smd_after"]
+        shown["variance_ratio_after"] = wide["variance_ratio_after"]
+    else:
+        shown["variance_ratio_before"] = wide["variance_ratio_before"]
+    return shown
 
 
 def compute_balance(

@@ -74,7 +74,6 @@ def diagnose(
     Balance and overlap are shown for the follow-through sample (the larger one in practice);
     the weights are those of inverse probability weighting for the chosen estimand.
     """
-    skipped: dict[str, str] = {}
     sample = effects.samples["follow_through"].data
     covs = list(covariates)
     propensity = propensity_scores(sample, treatment=treatment, covariates=covs)
@@ -87,7 +86,37 @@ def diagnose(
         estimand=estimand,
     )
     overlap = overlap_summary(propensity, treated)
-    evalues, dose, subgroups, manager = {}, {}, {}, {}
+    by_outcome = _by_outcome(
+        outcomes,
+        effects,
+        treatment=treatment,
+        covariates=covariates,
+        cluster=cluster,
+        headline_method=headline_method,
+        estimand=estimand,
+        alpha=alpha,
+        min_group_size=min_group_size,
+    )
+    return Diagnostics(balance, overlap, propensity, treated, **by_outcome)
+
+
+def _by_outcome(
+    outcomes: LearnerOutcomes,
+    effects: EffectSet,
+    *,
+    treatment: str,
+    covariates: Sequence[str],
+    cluster: str | None,
+    headline_method: str,
+    estimand: str,
+    alpha: float,
+    min_group_size: int,
+) -> dict[str, dict]:
+    """E-values, dose-response, subgroup and manager effects of each outcome, and what was skipped.
+
+    Each uses the outcome's own analysis sample; the result holds the fields of `Diagnostics`
+    from ``evalues`` to ``skipped``.
+    """
     has_manager = (
         "manager_coached" in outcomes.data and outcomes.data["manager_coached"].notna().all()
     )
@@ -96,53 +125,49 @@ def diagnose(
         for v in SUBGROUP_VARIABLES
         if v in outcomes.data and (v != "manager_coached" or has_manager)
     )
+    fit = {"method": headline_method, "alpha": alpha, "min_group_size": min_group_size}
+    evalues, dose, subgroups, manager, skipped = {}, {}, {}, {}, {}
     for outcome, smp in effects.samples.items():
         data = smp.data
-        covs_o = outcome_covariates(outcome, covariates)
+        covs = outcome_covariates(outcome, covariates)
         head = effects.get(outcome, headline_method, treatment)
         evalues[outcome] = evalue_from_estimate(
             head, outcome_sd=control_sd(data, outcome=outcome, treatment=treatment)
         )
         if treatment == "coached" and "coaching_sessions" in data:
             dose[outcome] = dose_response(
-                data,
-                outcome=outcome,
-                covariates=covs_o,
-                method=headline_method,
-                cluster=cluster,
-                alpha=alpha,
-                min_group_size=min_group_size,
+                data, outcome=outcome, covariates=covs, cluster=cluster, **fit
             )
         subgroups[outcome] = subgroup_effects(
             data,
             outcome=outcome,
             treatment=treatment,
             by=by,
-            covariates=covs_o,
-            method=headline_method,
+            covariates=covs,
             estimand=estimand,
             cluster=cluster,
-            alpha=alpha,
-            min_group_size=min_group_size,
+            **fit,
         )
         if has_manager and "manager_id" in data and treatment == "coached":
             try:
                 manager[outcome] = manager_effects(
                     data,
                     outcome=outcome,
-                    covariates=[c for c in covs_o if c != "manager_coached"],
-                    method=headline_method,
+                    covariates=[c for c in covs if c != "manager_coached"],
                     cluster="manager_id",
-                    alpha=alpha,
-                    min_group_size=min_group_size,
+                    **fit,
                 )
             except EstimationError as exc:
                 skipped[f"manager coaching ({outcome})"] = str(exc)
     if not has_manager:
         skipped["manager coaching"] = "the learners table has no complete manager_coached column"
-    return Diagnostics(
-        balance, overlap, propensity, treated, evalues, dose, subgroups, manager, skipped
-    )
+    return {
+        "evalues": evalues,
+        "dose": dose,
+        "subgroups": subgroups,
+        "manager": manager,
+        "skipped": skipped,
+    }
 
 
 def outcome_residuals(

@@ -18,6 +18,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -241,6 +242,8 @@ def _design(data: pd.DataFrame, covariates: Sequence[str]) -> tuple[np.ndarray, 
 
 @dataclass(frozen=True)
 class _Propensity:
+    """The fitted propensity model: scores and the inverse Hessian of its log-likelihood."""
+
     score: np.ndarray
     hessian_inv: np.ndarray  # inverse of sum_i e_i (1 - e_i) x_i x_i'
 
@@ -294,6 +297,8 @@ def fit_propensity(
 
 @dataclass(frozen=True)
 class _Outcome:
+    """A linear outcome model fitted in one group, with what its influence term needs."""
+
     fitted: np.ndarray  # predictions for every learner
     resid: np.ndarray  # residuals (0 outside the group)
     xtx_inv: np.ndarray
@@ -301,7 +306,7 @@ class _Outcome:
 
 
 def fit_outcome(
-    y: np.ndarray, x: np.ndarray, mask: np.ndarray, names: Sequence[str], rank: int, group: str
+    y: np.ndarray, x: np.ndarray, mask: np.ndarray, names: Sequence[str], *, rank: int, group: str
 ) -> _Outcome:
     """Fit the linear outcome model in one group with statsmodels OLS.
 
@@ -325,6 +330,62 @@ def fit_outcome(
     fitted = x @ res.params
     resid = np.where(mask, y - fitted, 0.0)
     return _Outcome(fitted, resid, res.normalized_cov_params, mask)
+
+
+@dataclass(frozen=True, eq=False)
+class _Sample:
+    """The arrays one estimate is computed from: outcome, 0/1 treatment, design matrix (with its
+    column names) and each learner's cluster (None without clustering)."""
+
+    y: np.ndarray
+    t: np.ndarray
+    x: np.ndarray
+    names: list[str]
+    groups: np.ndarray | None
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """Numbers of treated and comparison learners."""
+        return int(self.t.sum()), int(len(self.t) - self.t.sum())
+
+    @cached_property
+    def rank(self) -> int:
+        """Rank of the design matrix, from the k x k cross-product of the column-scaled design.
+
+        An SVD of n x k costs seconds at a million learners; this costs microseconds.
+        """
+        scale = np.sqrt((self.x**2).sum(axis=0))
+        xs = self.x / np.where(scale > 0, scale, 1.0)
+        return int(np.linalg.matrix_rank(xs.T @ xs, hermitian=True, tol=1e-10))
+
+    def outcome_model(self, group: int) -> _Outcome:
+        """The linear outcome model of the treated (``group=1``) or the comparison group (0)."""
+        label = "coached" if group == 1 else "comparison"
+        return fit_outcome(self.y, self.x, self.t == group, self.names, rank=self.rank, group=label)
+
+
+# ----------------------------------------------------------------------------------------------
+# Estimators. Each returns the estimate and its influence values (mean zero), which include the
+# terms for the estimated nuisance parameters (the propensity and outcome models).
+
+
+def _overlap_notes(e: np.ndarray, estimand: str) -> list[str]:
+    """A note when 1% of learners or more have extreme propensity scores for the estimand."""
+    if estimand == "ATO":  # overlap weights are bounded: extreme scores get little weight
+        return []
+    high = e > 1 - OVERLAP_WARN
+    if estimand == "ATE":
+        share = float(np.mean((e < OVERLAP_WARN) | high))
+        where = f"below {OVERLAP_WARN} or above {1 - OVERLAP_WARN:.2f}"
+    else:  # low scores get weight ~0 in an ATT
+        share = float(np.mean(high))
+        where = f"above {1 - OVERLAP_WARN:.2f}"
+    if share < 0.01:
+        return []
+    return [
+        f"{100 * share:.1f}% of learners have a propensity score {where}: overlap is "
+        "limited and weights are large"
+    ]
 
 
 def _weight_notes(
@@ -356,129 +417,157 @@ def _correction(
     return n * (x @ (matrix @ grad)) * factor
 
 
-def _influence(
-    method: str, estimand: str, y: np.ndarray, t: np.ndarray, x: np.ndarray, names: Sequence[str]
-) -> tuple[float, np.ndarray, list[str]]:
-    """Return the estimate, its influence values (mean zero) and notes."""
-    notes: list[str] = []
+def _difference(s: _Sample) -> tuple[float, np.ndarray]:
+    """Difference in means (the same for every estimand)."""
+    y, t = s.y, s.t
     p_bar = t.mean()
-    c = 1 - t
-    if method == "difference":
-        mu1, mu0 = y[t == 1].mean(), y[t == 0].mean()
-        psi = t * (y - mu1) / p_bar - c * (y - mu0) / (1 - p_bar)
-        return mu1 - mu0, psi, notes
+    mu1, mu0 = y[t == 1].mean(), y[t == 0].mean()
+    psi = t * (y - mu1) / p_bar - (1 - t) * (y - mu0) / (1 - p_bar)
+    return mu1 - mu0, psi
 
+
+def _regression(s: _Sample, prop: _Propensity, estimand: str) -> tuple[float, np.ndarray]:
+    """Regression adjustment with an outcome model per group (``prop`` only checked overlap)."""
+    y, t, x = s.y, s.t, s.x
+    m0 = s.outcome_model(0)
+    if estimand == "ATE":
+        m1 = s.outcome_model(1)
+        tau = float(np.mean(m1.fitted - m0.fitted))
+        xbar = x.mean(axis=0)
+        psi = (
+            m1.fitted
+            - m0.fitted
+            - tau
+            + _correction(x, m1.xtx_inv, xbar, m1.resid)
+            - _correction(x, m0.xtx_inv, xbar, m0.resid)
+        )
+        return tau, psi
+    tau = float(np.sum(t * (y - m0.fitted)) / t.sum())
+    xbar_t = x[t == 1].mean(axis=0)
+    psi = t * (y - m0.fitted - tau) / t.mean() - _correction(x, m0.xtx_inv, xbar_t, m0.resid)
+    return tau, psi
+
+
+# The weighted means of each group, their influence (propensity model fixed) and its gradient
+# with respect to the propensity model's coefficients.
+_WeightedMeans = tuple[float, float, np.ndarray, np.ndarray]
+
+
+def _normalised_means(
+    y: np.ndarray, w1: np.ndarray, w0: np.ndarray
+) -> tuple[float, float, np.ndarray]:
+    """Each group's mean with its weights normalised to sum to one, and their influence."""
+    mu1 = np.sum(w1 * y) / w1.sum()
+    mu0 = np.sum(w0 * y) / w0.sum()
+    return mu1, mu0, w1 * (y - mu1) / w1.mean() - w0 * (y - mu0) / w0.mean()
+
+
+def _ipw_ate(y: np.ndarray, t: np.ndarray, x: np.ndarray, e: np.ndarray) -> _WeightedMeans:
+    """Weights 1/e for the treated and 1/(1 - e) for the comparison group (the ATE)."""
+    c = 1 - t
+    w1, w0 = t / e, c / (1 - e)
+    mu1, mu0, phi = _normalised_means(y, w1, w0)
+    grad = (
+        -(x * (t * (y - mu1) * (1 - e) / e)[:, None]).mean(axis=0) / w1.mean()
+        - (x * (c * (y - mu0) * (e / (1 - e)))[:, None]).mean(axis=0) / w0.mean()
+    )
+    return mu1, mu0, phi, grad
+
+
+def _ipw_ato(y: np.ndarray, t: np.ndarray, x: np.ndarray, e: np.ndarray) -> _WeightedMeans:
+    """Overlap weights (Li, Morgan & Zaslavsky 2018): 1 - e for the treated, e for the others."""
+    c = 1 - t
+    w1, w0 = t * (1 - e), c * e
+    mu1, mu0, phi = _normalised_means(y, w1, w0)
+    de = e * (1 - e)  # d e / d(linear predictor)
+    grad = (
+        -(x * (t * (y - mu1) * de)[:, None]).mean(axis=0) / w1.mean()
+        - (x * (c * (y - mu0) * de)[:, None]).mean(axis=0) / w0.mean()
+    )
+    return mu1, mu0, phi, grad
+
+
+def _ipw_att(y: np.ndarray, t: np.ndarray, x: np.ndarray, e: np.ndarray) -> _WeightedMeans:
+    """The treated unweighted, the comparison group weighted e/(1 - e) (the ATT)."""
+    w0 = (1 - t) * (e / (1 - e))
+    mu1 = y[t == 1].mean()
+    mu0 = np.sum(w0 * y) / w0.sum()
+    phi = t * (y - mu1) / t.mean() - w0 * (y - mu0) / w0.mean()
+    grad = -(x * (w0 * (y - mu0))[:, None]).mean(axis=0) / w0.mean()
+    return mu1, mu0, phi, grad
+
+
+def _ipw(s: _Sample, prop: _Propensity, estimand: str) -> tuple[float, np.ndarray]:
+    """Inverse probability weighting, the weights normalised within each group."""
+    weighting = {"ATE": _ipw_ate, "ATO": _ipw_ato, "ATT": _ipw_att}[estimand]
+    mu1, mu0, phi, grad = weighting(s.y, s.t, s.x, prop.score)
+    psi = phi + _correction(s.x, prop.hessian_inv, grad, s.t - prop.score)
+    return float(mu1 - mu0), psi
+
+
+def _aipw_ate(s: _Sample, prop: _Propensity) -> tuple[float, np.ndarray]:
+    """AIPW for the ATE: both outcome models, plus their inverse-probability-weighted residuals."""
+    y, t, x, e = s.y, s.t, s.x, prop.score
+    c = 1 - t
+    m0 = s.outcome_model(0)
+    m1 = s.outcome_model(1)
+    r1, r0 = y - m1.fitted, y - m0.fitted
+    a = m1.fitted - m0.fitted + t * r1 / e - c * r0 / (1 - e)
+    tau = float(a.mean())
+    g1 = (x * (1 - t / e)[:, None]).mean(axis=0)
+    g0 = -(x * (1 - c / (1 - e))[:, None]).mean(axis=0)
+    gp = -(x * (t * r1 * (1 - e) / e + c * r0 * (e / (1 - e)))[:, None]).mean(axis=0)
+    psi = (
+        a
+        - tau
+        + _correction(x, m1.xtx_inv, g1, m1.resid)
+        + _correction(x, m0.xtx_inv, g0, m0.resid)
+        + _correction(x, prop.hessian_inv, gp, t - e)
+    )
+    return tau, psi
+
+
+def _aipw_att(s: _Sample, prop: _Propensity) -> tuple[float, np.ndarray]:
+    """AIPW for the ATT: the comparison outcome model, plus its odds-weighted residuals."""
+    y, t, x, e = s.y, s.t, s.x, prop.score
+    c = 1 - t
+    odds = e / (1 - e)
+    p_bar = t.mean()
+    m0 = s.outcome_model(0)
+    r0 = y - m0.fitted
+    b = t * r0 - c * odds * r0
+    tau = float(b.sum() / t.sum())
+    g0 = (x * (-t + c * odds)[:, None]).mean(axis=0) / p_bar
+    gp = -(x * (c * odds * r0)[:, None]).mean(axis=0) / p_bar
+    psi = (
+        (b - t * tau) / p_bar
+        + _correction(x, m0.xtx_inv, g0, m0.resid)
+        + _correction(x, prop.hessian_inv, gp, t - e)
+    )
+    return tau, psi
+
+
+def _aipw(s: _Sample, prop: _Propensity, estimand: str) -> tuple[float, np.ndarray]:
+    """Augmented inverse probability weighting (doubly robust)."""
+    return _aipw_ate(s, prop) if estimand == "ATE" else _aipw_att(s, prop)
+
+
+ADJUSTED_ESTIMATORS = {"regression": _regression, "ipw": _ipw, "aipw": _aipw}
+
+
+def _influence(method: str, estimand: str, s: _Sample) -> tuple[float, np.ndarray, list[str]]:
+    """Return the estimate, its influence values (mean zero) and notes."""
+    if method == "difference":
+        tau, psi = _difference(s)
+        return tau, psi, []
     # Every adjusted method needs overlap: regression would otherwise extrapolate silently, so it
     # fits the propensity model too (only to check overlap and report limited overlap).
-    prop = fit_propensity(t, x, names, estimand)
-    e = prop.score
-    high = e > 1 - OVERLAP_WARN
-    if estimand == "ATO":  # overlap weights are bounded: extreme scores get little weight
-        share = 0.0
-        where = ""
-    elif estimand == "ATE":
-        share = float(np.mean((e < OVERLAP_WARN) | high))
-        where = f"below {OVERLAP_WARN} or above {1 - OVERLAP_WARN:.2f}"
-    else:  # low scores get weight ~0 in an ATT
-        share = float(np.mean(high))
-        where = f"above {1 - OVERLAP_WARN:.2f}"
-    if share >= 0.01:
-        notes.append(
-            f"{100 * share:.1f}% of learners have a propensity score {where}: overlap is "
-            "limited and weights are large"
-        )
-    score_t = t - e  # Logit score factor
-    odds = e / (1 - e)
+    prop = fit_propensity(s.t, s.x, s.names, estimand)
+    notes = _overlap_notes(prop.score, estimand)
     if method in ("ipw", "aipw") and estimand != "ATO":
-        notes.extend(_weight_notes(t, e, estimand))
-    # rank from the k x k cross-product of the column-scaled design (an SVD of n x k costs
-    # seconds at a million learners; this costs microseconds)
-    scale = np.sqrt((x**2).sum(axis=0))
-    xs = x / np.where(scale > 0, scale, 1.0)
-    rank = int(np.linalg.matrix_rank(xs.T @ xs, hermitian=True, tol=1e-10))
-
-    def outcome_model(group: int) -> _Outcome:
-        label = "coached" if group == 1 else "comparison"
-        return fit_outcome(y, x, t == group, names, rank, label)
-
-    if method == "regression":
-        m0 = outcome_model(0)
-        if estimand == "ATE":
-            m1 = outcome_model(1)
-            tau = float(np.mean(m1.fitted - m0.fitted))
-            xbar = x.mean(axis=0)
-            psi = (
-                m1.fitted
-                - m0.fitted
-                - tau
-                + _correction(x, m1.xtx_inv, xbar, m1.resid)
-                - _correction(x, m0.xtx_inv, xbar, m0.resid)
-            )
-        else:
-            tau = float(np.sum(t * (y - m0.fitted)) / t.sum())
-            xbar_t = x[t == 1].mean(axis=0)
-            psi = t * (y - m0.fitted - tau) / p_bar - _correction(x, m0.xtx_inv, xbar_t, m0.resid)
-        return tau, psi, notes
-
-    if method == "ipw":
-        if estimand == "ATE":
-            w1, w0 = t / e, c / (1 - e)
-            mu1 = np.sum(w1 * y) / w1.sum()
-            mu0 = np.sum(w0 * y) / w0.sum()
-            phi = w1 * (y - mu1) / w1.mean() - w0 * (y - mu0) / w0.mean()
-            grad = (
-                -(x * (t * (y - mu1) * (1 - e) / e)[:, None]).mean(axis=0) / w1.mean()
-                - (x * (c * (y - mu0) * odds)[:, None]).mean(axis=0) / w0.mean()
-            )
-        elif estimand == "ATO":  # overlap weights (Li, Morgan & Zaslavsky 2018)
-            w1, w0 = t * (1 - e), c * e
-            mu1 = np.sum(w1 * y) / w1.sum()
-            mu0 = np.sum(w0 * y) / w0.sum()
-            phi = w1 * (y - mu1) / w1.mean() - w0 * (y - mu0) / w0.mean()
-            de = e * (1 - e)  # d e / d(linear predictor)
-            grad = (
-                -(x * (t * (y - mu1) * de)[:, None]).mean(axis=0) / w1.mean()
-                - (x * (c * (y - mu0) * de)[:, None]).mean(axis=0) / w0.mean()
-            )
-        else:
-            w0 = c * odds
-            mu1 = y[t == 1].mean()
-            mu0 = np.sum(w0 * y) / w0.sum()
-            phi = t * (y - mu1) / p_bar - w0 * (y - mu0) / w0.mean()
-            grad = -(x * (w0 * (y - mu0))[:, None]).mean(axis=0) / w0.mean()
-        psi = phi + _correction(x, prop.hessian_inv, grad, score_t)
-        return float(mu1 - mu0), psi, notes
-
-    if method == "aipw":
-        m0 = outcome_model(0)
-        if estimand == "ATE":
-            m1 = outcome_model(1)
-            r1, r0 = y - m1.fitted, y - m0.fitted
-            a = m1.fitted - m0.fitted + t * r1 / e - c * r0 / (1 - e)
-            tau = float(a.mean())
-            g1 = (x * (1 - t / e)[:, None]).mean(axis=0)
-            g0 = -(x * (1 - c / (1 - e))[:, None]).mean(axis=0)
-            gp = -(x * (t * r1 * (1 - e) / e + c * r0 * odds)[:, None]).mean(axis=0)
-            psi = (
-                a
-                - tau
-                + _correction(x, m1.xtx_inv, g1, m1.resid)
-                + _correction(x, m0.xtx_inv, g0, m0.resid)
-                + _correction(x, prop.hessian_inv, gp, score_t)
-            )
-        else:
-            r0 = y - m0.fitted
-            b = t * r0 - c * odds * r0
-            tau = float(b.sum() / t.sum())
-            g0 = (x * (-t + c * odds)[:, None]).mean(axis=0) / p_bar
-            gp = -(x * (c * odds * r0)[:, None]).mean(axis=0) / p_bar
-            psi = (
-                (b - t * tau) / p_bar
-                + _correction(x, m0.xtx_inv, g0, m0.resid)
-                + _correction(x, prop.hessian_inv, gp, score_t)
-            )
-        return tau, psi, notes
-    raise AssertionError(method)  # unreachable: checked at the boundary
+        notes.extend(_weight_notes(s.t, prop.score, estimand))
+    tau, psi = ADJUSTED_ESTIMATORS[method](s, prop, estimand)
+    return tau, psi, notes
 
 
 def _variance(psi: np.ndarray, groups: np.ndarray | None) -> tuple[float, int | None]:
@@ -492,6 +581,134 @@ def _variance(psi: np.ndarray, groups: np.ndarray | None) -> tuple[float, int | 
     if g < 2:
         return math.nan, g
     return float(np.sum(sums**2) / n**2 * g / (g - 1)), g
+
+
+def _check_options(
+    method: str, estimand: str, alpha: float, trim: tuple[float, float] | None
+) -> None:
+    """Refuse unknown options and impossible combinations of them."""
+    check_choice("method", method, METHODS)
+    check_choice("estimand", estimand, ESTIMANDS)
+    if estimand == "ATO" and method not in ("ipw", "difference"):
+        raise ValueError("estimand='ATO' (overlap weights) is available with method='ipw' only")
+    if trim is not None and not (0 <= trim[0] < trim[1] <= 1):
+        raise ValueError(f"trim={trim!r} must be (low, high) with 0 <= low < high <= 1")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha!r} must be between 0 and 1")
+
+
+def _outcome_and_treatment(
+    data: pd.DataFrame,
+    *,
+    outcome: str,
+    treatment: str,
+    covariates: tuple[str, ...],
+    cluster: str | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The outcome and the 0/1 treatment as arrays, once the columns used pass their checks."""
+    used = [outcome, treatment, *covariates] + ([cluster] if cluster else [])
+    missing_cols = [c for c in used if c not in data.columns]
+    if missing_cols:
+        raise ValueError(
+            f"column(s) {', '.join(missing_cols)} not in data; have {', '.join(map(str, data.columns))}"
+        )
+    if treatment in covariates or outcome in covariates:
+        raise ValueError("the outcome and the treatment cannot also be covariates")
+    nan_cols = [c for c in used if data[c].isna().any()]
+    if nan_cols:
+        raise ValueError(
+            f"missing values in {', '.join(nan_cols)}; use lcstats.analysis_sample to exclude "
+            "and count those learners first"
+        )
+    t_raw = pd.to_numeric(data[treatment], errors="coerce")
+    if not t_raw.isin([0, 1]).all():
+        raise ValueError(f"treatment column '{treatment}' must be coded 0/1")
+    y = pd.to_numeric(data[outcome], errors="coerce").to_numpy(dtype=float)
+    if not np.isfinite(y).all():
+        raise ValueError(f"outcome column '{outcome}' must be numeric")
+    return y, t_raw.to_numpy(dtype=float)
+
+
+def _check_comparison_group(t: np.ndarray, *, outcome: str, treatment: str) -> None:
+    """Refuse a treatment that every learner, or no learner, received."""
+    n_t = int(t.sum())
+    if n_t in (0, len(t)):
+        who = "every learner was" if n_t == len(t) else "no learner was"
+        raise EstimationError(
+            f"{who} treated ('{treatment}'), so there is no comparison group for {outcome}. "
+            f"The evaluation needs coached and uncoached learners: check the '{treatment}' "
+            "column of the learners table, or export the whole population"
+        )
+
+
+def _check_group_sizes(s: _Sample, *, method: str, outcome: str) -> int:
+    """Refuse groups too small for the method; return the size each group needs."""
+    need = (
+        MIN_PER_GROUP if method in ("difference", "ipw") else max(MIN_PER_GROUP, s.x.shape[1] + 1)
+    )
+    n_t, n_c = s.counts
+    if min(n_t, n_c) < need:
+        raise EstimationError(
+            f"too few learners for {'an' if method[0] in 'ai' else 'a'} {method} estimate of "
+            f"{outcome}: {n_t} treated and {n_c} "
+            f"comparison (need at least {need} in each group"
+            + (", or fewer covariates)" if method in ("regression", "aipw") else ")")
+        )
+    return need
+
+
+def _trim(
+    s: _Sample, trim: tuple[float, float], *, estimand: str, need: int, outcome: str
+) -> tuple[_Sample, int]:
+    """Leave out learners whose propensity score is outside ``trim``; the rest and their number."""
+    score = fit_propensity(
+        s.t, s.x, s.names, "ATE" if estimand == "ATO" else estimand, allow_extreme=True
+    ).score
+    keep = (score >= trim[0]) & (score <= trim[1])
+    n_trimmed = int((~keep).sum())
+    x = s.x[keep]
+    varies = np.r_[True, x[:, 1:].std(axis=0) > 0]  # a level may vanish with the trimmed
+    kept = _Sample(
+        y=s.y[keep],
+        t=s.t[keep],
+        x=x[:, varies],
+        names=[n for n, v in zip(s.names, varies, strict=True) if v],
+        groups=s.groups[keep] if s.groups is not None else None,
+    )
+    n_t, n_c = kept.counts
+    if min(n_t, n_c) < need:
+        raise EstimationError(
+            f"after trimming {n_trimmed} learners outside {trim}, too few remain for {outcome}: "
+            f"{n_t} treated and {n_c} comparison"
+        )
+    return kept, n_trimmed
+
+
+def _inference(
+    tau: float, psi: np.ndarray, groups: np.ndarray | None, *, alpha: float, cluster: str | None
+) -> dict:
+    """Standard error, interval and p-value: the fields of `EffectEstimate` they fill.
+
+    Clustered, the interval and p-value use a t distribution with (clusters - 1) degrees of
+    freedom, otherwise the normal distribution.
+    """
+    var, n_clusters = _variance(psi, groups)
+    if n_clusters is not None and n_clusters < 2:
+        raise EstimationError(
+            f"cluster '{cluster}' has a single value: cannot cluster standard errors"
+        )
+    se = math.sqrt(var)
+    # Unfrozen distributions: freezing one costs about a millisecond per call (bootstraps).
+    dist, df = (stats.t, (n_clusters - 1,)) if n_clusters else (stats.norm, ())
+    crit = float(dist.ppf(1 - alpha / 2, *df))
+    stat = tau / se if se > 0 else (math.inf if tau != 0 else 0.0)
+    return {
+        "std_error": se,
+        "ci_low": float(tau - crit * se),
+        "ci_high": float(tau + crit * se),
+        "p_value": float(2 * dist.sf(abs(stat), *df)),
+        "n_clusters": n_clusters,
+    }
 
 
 def estimate_effect(
@@ -558,55 +775,17 @@ def estimate_effect(
     >>> bool(est.ci_low < 2 < est.ci_high)
     True
     """
-    check_choice("method", method, METHODS)
-    check_choice("estimand", estimand, ESTIMANDS)
-    if estimand == "ATO" and method not in ("ipw", "difference"):
-        raise ValueError("estimand='ATO' (overlap weights) is available with method='ipw' only")
-    if trim is not None and not (0 <= trim[0] < trim[1] <= 1):
-        raise ValueError(f"trim={trim!r} must be (low, high) with 0 <= low < high <= 1")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha={alpha!r} must be between 0 and 1")
+    _check_options(method, estimand, alpha, trim)
     covariates = tuple(covariates)
-    used = [outcome, treatment, *covariates] + ([cluster] if cluster else [])
-    missing_cols = [c for c in used if c not in data.columns]
-    if missing_cols:
-        raise ValueError(
-            f"column(s) {', '.join(missing_cols)} not in data; have {', '.join(map(str, data.columns))}"
-        )
-    if treatment in covariates or outcome in covariates:
-        raise ValueError("the outcome and the treatment cannot also be covariates")
-    nan_cols = [c for c in used if data[c].isna().any()]
-    if nan_cols:
-        raise ValueError(
-            f"missing values in {', '.join(nan_cols)}; use lcstats.analysis_sample to exclude "
-            "and count those learners first"
-        )
-    t_raw = pd.to_numeric(data[treatment], errors="coerce")
-    if not t_raw.isin([0, 1]).all():
-        raise ValueError(f"treatment column '{treatment}' must be coded 0/1")
-    t = t_raw.to_numpy(dtype=float)
-    y = pd.to_numeric(data[outcome], errors="coerce").to_numpy(dtype=float)
-    if not np.isfinite(y).all():
-        raise ValueError(f"outcome column '{outcome}' must be numeric")
-    n_t, n_c = int(t.sum()), int(len(t) - t.sum())
-    if n_t == 0 or n_c == 0:
-        who = "every learner was" if n_c == 0 else "no learner was"
-        raise EstimationError(
-            f"{who} treated ('{treatment}'), so there is no comparison group for {outcome}. "
-            f"The evaluation needs coached and uncoached learners: check the '{treatment}' "
-            "column of the learners table, or export the whole population"
-        )
+    y, t = _outcome_and_treatment(
+        data, outcome=outcome, treatment=treatment, covariates=covariates, cluster=cluster
+    )
+    _check_comparison_group(t, outcome=outcome, treatment=treatment)
     x, names = (
         _design(data, covariates) if method != "difference" else (np.ones((len(t), 1)), ["const"])
     )
-    need = MIN_PER_GROUP if method in ("difference", "ipw") else max(MIN_PER_GROUP, x.shape[1] + 1)
-    if min(n_t, n_c) < need:
-        raise EstimationError(
-            f"too few learners for {'an' if method[0] in 'ai' else 'a'} {method} estimate of "
-            f"{outcome}: {n_t} treated and {n_c} "
-            f"comparison (need at least {need} in each group"
-            + (", or fewer covariates)" if method in ("regression", "aipw") else ")")
-        )
+    s = _Sample(y, t, x, names, data[cluster].to_numpy() if cluster else None)
+    need = _check_group_sizes(s, method=method, outcome=outcome)
     if method != "difference" and trim is None:
         lonely = _levels_without_comparison(data, t, covariates, estimand)
         if lonely:
@@ -615,61 +794,34 @@ def estimate_effect(
                 f"compared with anyone for {outcome}. Merge the level with a similar one, leave "
                 "these learners out, or use trim: [0.05, 0.95]"
             )
-    groups = data[cluster].to_numpy() if cluster else None
     n_trimmed = 0
     if trim is not None and method != "difference":
-        score = fit_propensity(
-            t, x, names, "ATE" if estimand == "ATO" else estimand, allow_extreme=True
-        ).score
-        keep = (score >= trim[0]) & (score <= trim[1])
-        n_trimmed = int((~keep).sum())
-        y, t, x = y[keep], t[keep], x[keep]
-        varies = np.r_[True, x[:, 1:].std(axis=0) > 0]  # a level may vanish with the trimmed
-        x, names = x[:, varies], [n for n, v in zip(names, varies, strict=True) if v]
-        groups = groups[keep] if groups is not None else None
-        n_t, n_c = int(t.sum()), int(len(t) - t.sum())
-        if min(n_t, n_c) < need:
-            raise EstimationError(
-                f"after trimming {n_trimmed} learners outside {trim}, too few remain for {outcome}: "
-                f"{n_t} treated and {n_c} comparison"
-            )
-    tau, psi, notes = _influence(method, estimand, y, t, x, names)
+        s, n_trimmed = _trim(s, trim, estimand=estimand, need=need, outcome=outcome)
+    tau, psi, notes = _influence(method, estimand, s)
     if n_trimmed:
         notes.insert(
             0,
             f"{n_trimmed} learners with an estimated chance of treatment outside "
             f"[{trim[0]:g}, {trim[1]:g}] were left out (trimming)",
         )
-    var, n_clusters = _variance(psi, groups)
-    if n_clusters is not None and n_clusters < 2:
-        raise EstimationError(
-            f"cluster '{cluster}' has a single value: cannot cluster standard errors"
-        )
-    se = math.sqrt(var)
-    # Unfrozen distributions: freezing one costs about a millisecond per call (bootstraps).
-    dist, df = (stats.t, (n_clusters - 1,)) if n_clusters else (stats.norm, ())
-    crit = float(dist.ppf(1 - alpha / 2, *df))
-    stat = tau / se if se > 0 else (math.inf if tau != 0 else 0.0)
-    p = float(2 * dist.sf(abs(stat), *df))
+    inference = _inference(tau, psi, s.groups, alpha=alpha, cluster=cluster)
+    n_clusters = inference["n_clusters"]
     if n_clusters is not None and n_clusters < 20:
         notes.append(f"only {n_clusters} clusters: cluster-robust intervals may be too narrow")
+    n_t, n_c = s.counts
     return EffectEstimate(
         outcome=outcome,
         treatment=treatment,
         estimand=estimand,
         method=method,
         estimate=float(tau),
-        std_error=se,
-        ci_low=float(tau - crit * se),
-        ci_high=float(tau + crit * se),
-        p_value=p,
+        **inference,
         n_treated=n_t,
         n_control=n_c,
         alpha=alpha,
         units=OUTCOME_UNITS.get(outcome, "outcome units"),
         covariates=covariates if method != "difference" else (),
         cluster=cluster,
-        n_clusters=n_clusters,
         n_trimmed=n_trimmed,
         notes=tuple(notes),
     )

@@ -139,6 +139,7 @@ class PowerResult:
         return f"an effect on {self.label} of {abs(self.effect):.3g}{units} ({sd})"
 
     def _design_words(self) -> str:
+        """' (in teams of 10 with ICC 0.05: design effect 1.45)', or '' without clustering."""
         if self.design_effect == 1:
             return ""
         return (
@@ -196,6 +197,7 @@ def _ceil(x: float) -> int:
 
 
 def _pct(p: float) -> str:
+    """A proportion as a percentage without trailing zeros ('45%', '12.5%')."""
     text = f"{100 * p:.1f}".rstrip("0").rstrip(".")
     return f"{text}%"
 
@@ -205,6 +207,7 @@ def _pct(p: float) -> str:
 
 
 def _number(name: str, value: object) -> float:
+    """A finite number (booleans and other types refused)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name}={value!r} must be a number")
     value = float(value)
@@ -214,6 +217,7 @@ def _number(name: str, value: object) -> float:
 
 
 def _open_unit(name: str, value: object) -> float:
+    """A number strictly between 0 and 1."""
     v = _number(name, value)
     if not 0 < v < 1:
         raise ValueError(f"{name}={value!r} must be strictly between 0 and 1")
@@ -221,6 +225,7 @@ def _open_unit(name: str, value: object) -> float:
 
 
 def _positive(name: str, value: object) -> float:
+    """A number greater than 0."""
     v = _number(name, value)
     if v <= 0:
         raise ValueError(f"{name}={value!r} must be greater than 0")
@@ -228,12 +233,14 @@ def _positive(name: str, value: object) -> float:
 
 
 def _count(name: str, value: object, minimum: int = 2) -> int:
+    """A whole number of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name}={value!r} must be a whole number of at least {minimum}")
     return value
 
 
 def _levels(alpha: object, power: object) -> tuple[float, float]:
+    """Alpha and power, each strictly between 0 and 1, power above alpha."""
     a, p = _open_unit("alpha", alpha), _open_unit("power", power)
     if p <= a:
         raise ValueError(f"power={power!r} must be greater than alpha={alpha!r}")
@@ -427,6 +434,7 @@ def required_sample_size_proportion(
 
 
 def _effective(n_treated: int, n_control: int, de: float) -> tuple[float, float]:
+    """Group sizes divided by the design effect (refused below 2 per group)."""
     e1, e0 = n_treated / de, n_control / de
     if min(e1, e0) < 2:
         raise ValueError(
@@ -588,23 +596,14 @@ def plan_pilot(
                 f"give either the pilot's size (n_treated) to get the detectable effect, or the "
                 f"effect to get the size, not both (also given: {', '.join(extra)})"
             )
-        if n_control is None:
-            r = _positive("ratio", ratio)
-            n_control = max(2, round(n_treated * r)) if isinstance(n_treated, int) else n_treated
-        if baseline is not None:
-            if outcome_sd is not None:
-                raise ValueError(
-                    "outcome_sd is not used with baseline (a proportion's SD follows from it)"
-                )
-            return minimum_detectable_effect_proportion(
-                n_treated=n_treated,
-                n_control=n_control,
-                baseline=baseline,
-                direction=direction,
-                **common,
-            )
-        return minimum_detectable_effect(
-            n_treated=n_treated, n_control=n_control, outcome_sd=outcome_sd, **common
+        return _detectable_effect(
+            n_treated=n_treated,
+            n_control=n_control,
+            outcome_sd=outcome_sd,
+            baseline=baseline,
+            ratio=ratio,
+            direction=direction,
+            common=common,
         )
     if n_control is not None:
         raise ValueError("n_control needs n_treated too")
@@ -623,4 +622,29 @@ def plan_pilot(
     raise ValueError(
         "nothing to plan: give n_treated (for the detectable effect), baseline and target (for a "
         "change in a proportion such as follow-through), or effect and outcome_sd"
+    )
+
+
+def _detectable_effect(
+    *,
+    n_treated: int,
+    n_control: int | None,
+    outcome_sd: float | None,
+    baseline: float | None,
+    ratio: float,
+    direction: str,
+    common: dict,
+) -> PowerResult:
+    """`plan_pilot` given the pilot's size: the detectable effect (``common``: alpha, power...)."""
+    if n_control is None:
+        r = _positive("ratio", ratio)
+        n_control = max(2, round(n_treated * r)) if isinstance(n_treated, int) else n_treated
+    if baseline is None:
+        return minimum_detectable_effect(
+            n_treated=n_treated, n_control=n_control, outcome_sd=outcome_sd, **common
+        )
+    if outcome_sd is not None:
+        raise ValueError("outcome_sd is not used with baseline (a proportion's SD follows from it)")
+    return minimum_detectable_effect_proportion(
+        n_treated=n_treated, n_control=n_control, baseline=baseline, direction=direction, **common
     )

@@ -140,6 +140,7 @@ class EValue:
 
 
 def _check_positive(name: str, value: float | None) -> float | None:
+    """A positive finite risk ratio, or None."""
     if value is None:
         return None
     value = float(value)
@@ -242,6 +243,7 @@ def evalue_md(d: float, se_d: float | None = None) -> EValue:
 
 
 def _with_scale(ev: EValue, d: float, d_lo: float | None, d_hi: float | None) -> EValue:
+    """The E-value restated for an effect on the standardised-difference scale."""
     return EValue(
         point=ev.point,
         ci_limit=ev.ci_limit,

@@ -62,27 +62,8 @@ def _counts(mask_reasons: list[tuple[str, pd.Series]]) -> dict[str, int]:
     return out
 
 
-def learner_outcomes(programme: Programme, *, as_of: str) -> LearnerOutcomes:
-    """Compute learner-level outcomes as of a date.
-
-    Parameters
-    ----------
-    programme : Programme
-        Validated tables (see `load_programme`).
-    as_of : str
-        ``YYYY-MM-DD``; items due after it are not yet counted (and reported as excluded).
-
-    Examples
-    --------
-    >>> from lcstats.data.load import load_programme
-    >>> prog = load_programme("data/example/learners.csv", "data/example/action_items.csv",
-    ...                       "data/example/skill_assessments.csv")
-    >>> out = learner_outcomes(prog, as_of="2026-06-30")
-    >>> bool(out.data["follow_through"].between(0, 1).all() or out.data["follow_through"].isna().any())
-    True
-    """
-    cutoff = pd.Timestamp(as_of)
-    items = programme.action_items
+def _item_outcomes(items: pd.DataFrame, cutoff: pd.Timestamp) -> tuple[pd.DataFrame, TableQuality]:
+    """Per learner, items due by `cutoff`, done on time, done, and median days to complete."""
     reasons = _counts(
         [
             ("created after the as-of date", items["created_on"] > cutoff),
@@ -111,20 +92,27 @@ def learner_outcomes(programme: Programme, *, as_of: str) -> LearnerOutcomes:
             median_days_to_complete=("days", "median"),
         )
     )
-    item_quality = TableQuality(len(items), len(used), reasons)
+    return per_learner, TableQuality(len(items), len(used), reasons)
 
-    lo, hi = programme.scale
-    sa = programme.skill_assessments
-    sa_reasons = _counts([("level missing (not assessed)", sa["level"].isna())])
-    sa_used = sa[sa["level"].notna()]
-    gap = (sa_used["target_level"] - sa_used["level"]).clip(lower=0)
+
+def _skills_gaps(sa: pd.DataFrame) -> tuple[pd.DataFrame, TableQuality]:
+    """Per learner and wave, the mean skills gap and the number of skills assessed."""
+    reasons = _counts([("level missing (not assessed)", sa["level"].isna())])
+    used = sa[sa["level"].notna()]
+    gap = (used["target_level"] - used["level"]).clip(lower=0)
     gaps = (
-        pd.DataFrame({"learner_id": sa_used["learner_id"], "wave": sa_used["wave"], "gap": gap})
+        pd.DataFrame({"learner_id": used["learner_id"], "wave": used["wave"], "gap": gap})
         .groupby(["learner_id", "wave"], sort=True)["gap"]
         .agg(["mean", "size"])
         .unstack("wave")
     )
-    learners = programme.learners.set_index("learner_id", drop=False)
+    return gaps, TableQuality(len(sa), len(used), reasons)
+
+
+def _with_outcomes(
+    learners: pd.DataFrame, per_learner: pd.DataFrame, gaps: pd.DataFrame
+) -> pd.DataFrame:
+    """The learner table (indexed by learner_id) with the item counts and outcome columns."""
     out = learners.join(per_learner, how="left")
     out["n_items"] = out["n_items"].fillna(0).astype(int)
     out["n_on_time"] = out["n_on_time"].fillna(0).astype(int)
@@ -142,7 +130,32 @@ def learner_outcomes(programme: Programme, *, as_of: str) -> LearnerOutcomes:
         if ("size", "post") in gaps.columns
         else 0
     )
-    out = out.reset_index(drop=True)
+    return out.reset_index(drop=True)
+
+
+def learner_outcomes(programme: Programme, *, as_of: str) -> LearnerOutcomes:
+    """Compute learner-level outcomes as of a date.
+
+    Parameters
+    ----------
+    programme : Programme
+        Validated tables (see `load_programme`).
+    as_of : str
+        ``YYYY-MM-DD``; items due after it are not yet counted (and reported as excluded).
+
+    Examples
+    --------
+    >>> from lcstats.data.load import load_programme
+    >>> prog = load_programme("data/example/learners.csv", "data/example/action_items.csv",
+    ...                       "data/example/skill_assessments.csv")
+    >>> out = learner_outcomes(prog, as_of="2026-06-30")
+    >>> bool(out.data["follow_through"].between(0, 1).all() or out.data["follow_through"].isna().any())
+    True
+    """
+    per_learner, item_quality = _item_outcomes(programme.action_items, pd.Timestamp(as_of))
+    gaps, skill_quality = _skills_gaps(programme.skill_assessments)
+    learners = programme.learners.set_index("learner_id", drop=False)
+    out = _with_outcomes(learners, per_learner, gaps)
     used_learners = out["follow_through"].notna() | out["skills_gap"].notna()
     quality = {
         "learners": TableQuality(
@@ -155,7 +168,7 @@ def learner_outcomes(programme: Programme, *, as_of: str) -> LearnerOutcomes:
             },
         ),
         "action_items": item_quality,
-        "skill_assessments": TableQuality(len(sa), len(sa_used), sa_reasons),
+        "skill_assessments": skill_quality,
     }
     return LearnerOutcomes(out, quality, as_of)
 

@@ -519,9 +519,6 @@ def subgroup_plot(subgroups: SubgroupEffects, *, ax: Axes | None = None) -> Figu
     -------
     Figure
     """
-    from lcstats.estimation.effects import format_p
-    from lcstats.estimation.heterogeneity import LEVEL_NAMES
-
     set_style()
     frame = subgroups.to_frame()
     tests = subgroups.heterogeneity_frame().set_index("subgroup_variable")
@@ -530,54 +527,19 @@ def subgroup_plot(subgroups: SubgroupEffects, *, ax: Axes | None = None) -> Figu
     owned = ax is None
     fig, ax = _panel(ax, (7.0, 0.34 * n_rows + 1.4))
     factor, unit = SCALE.get(subgroups.outcome, (1.0, "outcome units"))
-    y = n_rows
     ticks, tick_labels, headings = [], [], []
     for i, var in enumerate(variables):
-        colour = PALETTE[i % len(PALETTE)]
-        y -= 1
-        p = tests.loc[var, "p_value"]
-        het = (
-            f"differences: p {'' if p < 0.001 else '= '}{format_p(p)}"
-            if pd.notna(p)
-            else "differences not tested"
+        headings.append(len(tick_labels))
+        ys, labels = _subgroup_rows(
+            ax,
+            frame[frame["subgroup_variable"] == var],
+            top=n_rows - 1 - len(ticks),
+            p_value=tests.loc[var, "p_value"],
+            factor=factor,
+            colour=PALETTE[i % len(PALETTE)],
         )
-        ticks.append(y)
-        tick_labels.append(var.replace("_", " ").capitalize())
-        headings.append(len(tick_labels) - 1)
-        ax.text(
-            0.99,
-            y,
-            het,
-            transform=ax.get_yaxis_transform(),
-            ha="right",
-            va="center",
-            fontsize=9,
-            color="0.3",
-        )
-        rows, ys = [], []
-        for _, r in frame[frame["subgroup_variable"] == var].iterrows():
-            y -= 1
-            ticks.append(y)
-            tick_labels.append(
-                "   " + LEVEL_NAMES.get((var, r["subgroup_level"]), r["subgroup_level"])
-            )
-            if pd.isna(r["estimate"]):
-                ax.plot(0, y, "x", color="0.4", ms=6)
-                ax.annotate(
-                    "not estimated",
-                    (0, y),
-                    xytext=(6, 0),
-                    textcoords="offset points",
-                    va="center",
-                    fontsize=8,
-                    color="0.4",
-                )
-                continue
-            rows.append(r)
-            ys.append(y)
-        if rows:  # one call per subgrouping variable
-            est = pd.DataFrame(rows)
-            _interval_bars(ax, est, ys, factor, colour, horizontal=True, small=True)
+        ticks += ys
+        tick_labels += labels
     ax.axvline(0, color="0.3", lw=1, ls="--")
     ax.set_yticks(ticks, tick_labels)
     for k in headings:
@@ -596,6 +558,55 @@ def subgroup_plot(subgroups: SubgroupEffects, *, ax: Axes | None = None) -> Figu
         loc="left",
     )
     return _finish(fig, owned)
+
+
+def _subgroup_rows(
+    ax: Axes,
+    levels: pd.DataFrame,
+    *,
+    top: int,
+    p_value: float,
+    factor: float,
+    colour,
+) -> tuple[list[int], list[str]]:
+    """One variable's rows from height `top` down (heading and test, levels); heights, labels."""
+    from lcstats.estimation.effects import format_p
+    from lcstats.estimation.heterogeneity import LEVEL_NAMES
+
+    var = levels["subgroup_variable"].iloc[0]
+    het = (
+        f"differences: p {'' if p_value < 0.001 else '= '}{format_p(p_value)}"
+        if pd.notna(p_value)
+        else "differences not tested"
+    )
+    ax.text(
+        0.99,
+        top,
+        het,
+        transform=ax.get_yaxis_transform(),
+        ha="right",
+        va="center",
+        fontsize=9,
+        color="0.3",
+    )
+    ys = list(range(top - 1, top - 1 - len(levels), -1))
+    estimated = levels["estimate"].notna().tolist()
+    for y in (y for y, ok in zip(ys, estimated, strict=True) if not ok):
+        ax.plot(0, y, "x", color="0.4", ms=6)
+        ax.annotate(
+            "not estimated",
+            (0, y),
+            xytext=(6, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+            color="0.4",
+        )
+    if any(estimated):  # one call per subgrouping variable
+        at = [y for y, ok in zip(ys, estimated, strict=True) if ok]
+        _interval_bars(ax, levels[estimated], at, factor, colour, horizontal=True, small=True)
+    labels = ["   " + LEVEL_NAMES.get((var, v), v) for v in levels["subgroup_level"]]
+    return [top, *ys], [var.replace("_", " ").capitalize(), *labels]
 
 
 def funnel_plot(funnel, *, title: str | None = None, ax=None) -> Figure:

@@ -13,7 +13,7 @@ import base64
 import gc
 import io
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,11 +134,6 @@ def _ci(est: EffectEstimate) -> str:
     return format_interval(est.ci_low, est.ci_high, est.outcome)
 
 
-def _p(p: float) -> str:
-    text = format_p(p)
-    return f"p {text}" if text.startswith("<") else f"p = {text}"
-
-
 def _verdict(est: EffectEstimate) -> int:
     """+1 clearly positive, -1 clearly negative, 0 interval includes zero."""
     return 1 if est.ci_low > 0 else -1 if est.ci_high < 0 else 0
@@ -159,6 +154,11 @@ def _num(x: Any, digits: int = 2) -> str:
 
 def _count(x: Any) -> str:
     return "suppressed" if pd.isna(x) else f"{int(x):,}"
+
+
+def _excluded(counts: Iterable[tuple[str, int]]) -> str:
+    """Exclusions by reason as "reason: n; ..." (reasons with none left out), or "none"."""
+    return "; ".join(f"{r}: {n:,}" for r, n in counts if n) or "none"
 
 
 @dataclass(frozen=True)
@@ -261,6 +261,399 @@ def _drawing() -> Iterator[None]:
             gc.unfreeze()
 
 
+# The report's sections, in the order the template shows them: each returns its part of the
+# template's context. Tables are numbered and figures drawn in the order they are made.
+
+
+def _header_section(params: Params, outcomes: LearnerOutcomes) -> dict[str, Any]:
+    """The title and the line under it: evaluation, as-of date, learners and how many coached."""
+    data = outcomes.data
+    n_learners = len(data)
+    n_coached = int((data[params.treatment] == 1).sum())
+    return {
+        "title": params.title,
+        "evaluation": params.evaluation,
+        "as_of": outcomes.as_of,
+        "n_learners": f"{n_learners:,}",
+        "n_coached": f"{n_coached:,}",
+        "share_coached": f"{100 * n_coached / max(n_learners, 1):.0f}%",
+    }
+
+
+def _headline_card(h: EffectEstimate) -> dict[str, Any]:
+    """One headline effect as a summary card."""
+    return {
+        "label": OUTCOME_LABELS.get(h.outcome, h.outcome),
+        "estimate": format_effect(h.estimate, h.outcome),
+        "ci": _ci(h),
+        "n": f"{h.n_treated:,} coached and {h.n_control:,} not coached learners",
+        "reading": h.reading(),
+        "good": _helpful(h),
+    }
+
+
+def _summary_section(
+    params: Params,
+    headlines: list[EffectEstimate],
+    effects: EffectSet,
+    diag: Diagnostics,
+    confidence: int,
+) -> dict[str, Any]:
+    """Executive summary: what coaching changed (headline cards), how sure we are, next steps."""
+    return {
+        "confidence": confidence,
+        "headline_method": plots.METHOD_LABELS.get(params.headline_method, params.headline_method),
+        "headlines": [_headline_card(h) for h in headlines],
+        "how_sure": _how_sure(headlines, effects, diag),
+        "next_steps": _next_steps(headlines, diag),
+    }
+
+
+def _learner_counts(
+    data: pd.DataFrame, by: str, treatment: str, min_group_size: int
+) -> tuple[pd.DataFrame, int]:
+    """Coached and not-coached learners by `by`, small counts suppressed; and the cells hidden."""
+    counts = pd.crosstab(data[by].astype(str), data[treatment].map(descriptives.GROUP))
+    for g in descriptives.GROUP.values():
+        if g not in counts:
+            counts[g] = 0
+    shown, hidden = suppress_counts(
+        counts[list(descriptives.GROUP.values())].sort_index(), min_group_size
+    )
+    return shown.reset_index(names=by), hidden
+
+
+def _programme_section(
+    data: pd.DataFrame, params: Params, table: _Tables
+) -> tuple[dict[str, Any], int]:
+    """The programme and who was coached, by cohort and by role; and the cells hidden."""
+    breakdowns, hidden = [], 0
+    fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH, 3.4))
+    for ax, by in zip(axes, ("cohort", "role"), strict=True):
+        frame, n_hidden = _learner_counts(data, by, params.treatment, params.min_group_size)
+        hidden += n_hidden
+        shown = frame.rename(
+            columns={by: by.capitalize(), "coached": "Coached", "not coached": "Not coached"}
+        ).map(lambda v: _count(v) if not isinstance(v, str) else v)
+        breakdowns.append(
+            {
+                "title": f"Learners by {by}",
+                "table": table(
+                    shown, numeric=("Coached", "Not coached"), counts=("Coached", "Not coached")
+                ),
+            }
+        )
+        plots.counts_bar(frame, by=by, title=f"Who was coached, by {by}", ax=ax)
+    figure = _figure(
+        plots.lay_out(fig), "Bar charts of coached and not-coached learners by cohort and by role"
+    )
+    return {"breakdowns": breakdowns, "programme_figure": figure}, hidden
+
+
+def _on_time(
+    data: pd.DataFrame, by: str, treatment: str, min_group_size: int
+) -> tuple[pd.DataFrame, int]:
+    """On-time completion by `by`, a row per level and columns per group; and the cells hidden."""
+    means = descriptives.group_means(
+        data, by=by, value="follow_through", treatment=treatment, min_group_size=min_group_size
+    )
+    wide = means.frame.pivot(index=by, columns="group", values=["learners", "follow_through"])
+    frame = pd.DataFrame(
+        {
+            by.capitalize(): wide.index,
+            "Coached: learners": [_count(v) for v in wide[("learners", "coached")]],
+            "Coached: on time": [_pct(v) for v in wide[("follow_through", "coached")]],
+            "Not coached: learners": [_count(v) for v in wide[("learners", "not coached")]],
+            "Not coached: on time": [_pct(v) for v in wide[("follow_through", "not coached")]],
+        }
+    )
+    return frame, means.hidden
+
+
+def _follow_through_section(
+    programme: Programme, outcomes: LearnerOutcomes, params: Params, table: _Tables
+) -> tuple[dict[str, Any], int]:
+    """Follow-through: funnel, completion curves, on-time by cohort and role; and cells hidden."""
+    treatment = params.treatment
+    funnel = descriptives.item_funnel(outcomes, treatment=treatment)
+    curves = descriptives.completion_curves(programme, outcomes, treatment=treatment)
+    groups, hidden = [], 0
+    for by in ("cohort", "role"):
+        frame, n_hidden = _on_time(outcomes.data, by, treatment, params.min_group_size)
+        hidden += n_hidden
+        groups.append(
+            {
+                "title": f"On-time completion by {by}",
+                "table": table(
+                    frame,
+                    numeric=tuple(frame.columns[1:]),
+                    counts=("Coached: learners", "Not coached: learners"),
+                ),
+            }
+        )
+    share = funnel.frame.set_index(["group", "stage"])["share"]
+    coached = _pct(share.get(("coached", "done on time"), float("nan")))
+    others = _pct(share.get(("not coached", "done on time"), float("nan")))
+    follow = {
+        "funnel": _figure(
+            plots.funnel_plot(
+                funnel,
+                title=f"Coached learners did {coached} of their action items on time, others {others}",
+            ),
+            "Bar chart of the share of action items done and done on time, by coaching group",
+        ),
+        "curves": _figure(
+            plots.completion_plot(
+                curves,
+                title="Time to complete an action item (items not done by the as-of date are censored)",
+            ),
+            "Step chart of the share of action items completed by days since they were set",
+        ),
+        "medians": {
+            g: (f"{m:.0f} days" if m is not None else "not reached")
+            for g, m in curves.medians.items()
+        },
+        "groups": groups,
+    }
+    return follow, hidden
+
+
+def _skills_section(
+    programme: Programme, outcomes: LearnerOutcomes, params: Params, table: _Tables
+) -> dict[str, Any]:
+    """Skills gaps: the heatmap by role and skill, and gap closure by coaching group."""
+    k = params.min_group_size
+    grid = descriptives.skill_gaps_by_role(programme, min_group_size=k)
+    closure = descriptives.gap_closure(outcomes, treatment=params.treatment, min_group_size=k).frame
+    closure_table = table(
+        pd.DataFrame(
+            {
+                "Group": closure["group"],
+                "Learners": [_count(v) for v in closure["learners"]],
+                "Gap closed (share of the gap before)": [_pct(v) for v in closure["mean_closure"]],
+                "Meeting every target after": [_pct(v) for v in closure["share_all_targets_met"]],
+            }
+        ),
+        numeric=("Learners", "Gap closed (share of the gap before)", "Meeting every target after"),
+        counts=("Learners",),
+    )
+    return {
+        "heatmap": _figure(
+            plots.skill_heatmap(grid),
+            "Heatmaps of the mean skills gap by role and skill, before and after",
+        ),
+        "closure": closure_table,
+        "hidden": grid.hidden,
+    }
+
+
+def _effect_rows(effects: EffectSet, confidence: int) -> pd.DataFrame:
+    """The effects table: a row per outcome and method, formatted for reading."""
+    estimates = effects.estimates
+    return pd.DataFrame(
+        {
+            "Outcome": [OUTCOME_LABELS.get(e.outcome, e.outcome) for e in estimates],
+            "Method": [plots.METHOD_LABELS.get(e.method, e.method) for e in estimates],
+            "Estimand": [e.estimand for e in estimates],
+            "Estimate": [format_effect(e.estimate, e.outcome) for e in estimates],
+            f"{confidence}% interval": [_ci(e) for e in estimates],
+            "p-value": [format_p(e.p_value) for e in estimates],
+            "Learners (coached / not)": [f"{e.n_treated:,} / {e.n_control:,}" for e in estimates],
+        }
+    )
+
+
+def _by_outcome(effects: EffectSet, diag: Diagnostics) -> list[dict[str, Any]]:
+    """Per outcome: effects by number of sessions and by subgroup, and of coaching managers."""
+    items = []
+    for outcome in effects.samples:
+        item = {"label": OUTCOME_LABELS.get(outcome, outcome)}
+        if outcome in diag.dose:
+            item["dose"] = _figure(
+                plots.dose_response_plot(diag.dose[outcome]),
+                f"Effect by number of coaching sessions on {outcome}",
+            )
+            item["dose_reading"] = diag.dose[outcome].reading()
+        item["subgroups"] = _figure(
+            plots.subgroup_plot(diag.subgroups[outcome]),
+            f"Effects of coaching by subgroup on {outcome}",
+        )
+        item["subgroup_reading"] = diag.subgroups[outcome].reading()
+        if outcome in diag.manager:
+            item["manager_reading"] = diag.manager[outcome].reading()
+        items.append(item)
+    return items
+
+
+def _effects_section(
+    effects: EffectSet,
+    diag: Diagnostics,
+    headlines: list[EffectEstimate],
+    table: _Tables,
+    confidence: int,
+) -> dict[str, Any]:
+    """Coaching effects: forest plot and table of every method, then each outcome in detail."""
+    rows = _effect_rows(effects, confidence)
+    per_outcome = _by_outcome(effects, diag)
+    agree = all(
+        _verdict(e) == _verdict(h)
+        for h in headlines
+        for e in effects.estimates
+        if e.outcome == h.outcome and e.method != "difference"
+    )
+    title = (
+        "Adjusted estimates agree across methods"
+        if agree
+        else "Estimates differ by method: read with care"
+    )
+    return {
+        "forest": _figure(
+            plots.forest_plot(effects.to_frame(), title=title),
+            "Forest plot of effect estimates by outcome and method",
+        ),
+        "table": table(
+            rows, numeric=("Estimate", rows.columns[4], "p-value", "Learners (coached / not)")
+        ),
+        "notes": sorted({n for e in effects.estimates for n in e.notes}),
+        "per_outcome": per_outcome,
+    }
+
+
+def _how_sure_section(params: Params, diag: Diagnostics, table: _Tables) -> dict[str, Any]:
+    """How sure we are: balance and overlap, sensitivity (E-values), limitations."""
+    fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH, 0.32 * len(diag.balance.wide()) + 2.6))
+    plots.love_plot(diag.balance, ax=axes[0], title="Balance before and after weighting")
+    plots.propensity_plot(
+        diag.propensity, diag.treated, ax=axes[1], title="Overlap of the chance of being coached"
+    )
+    plots.lay_out(fig)
+    evalues = diag.evalues
+    evalue_rows = pd.DataFrame(
+        {
+            "Outcome": [OUTCOME_LABELS.get(o, o) for o in evalues],
+            "E-value (estimate)": [f"{ev.point:.2f}" for ev in evalues.values()],
+            "E-value (interval limit)": [
+                f"{ev.ci_limit:.2f}" if ev.ci_limit is not None else "-" for ev in evalues.values()
+            ],
+        }
+    )
+    return {
+        "figure": _figure(
+            fig, "Love plot of standardised differences and distributions of the propensity score"
+        ),
+        "balance_reading": diag.balance.reading(),
+        "balance_notes": diag.balance.notes(),
+        "overlap_reading": diag.overlap.reading(),
+        "evalues": table(evalue_rows, numeric=("E-value (estimate)", "E-value (interval limit)")),
+        "evalue_readings": [ev.reading() for ev in evalues.values()],
+        "limitations": _limitations(params, diag),
+    }
+
+
+def _learners_section(outcomes: LearnerOutcomes, params: Params, table: _Tables) -> dict[str, Any]:
+    """Those who learn and those who don't: who follows through, and success cases (no effects)."""
+    contrast = descriptives.learners_who_follow_through(
+        outcomes,
+        treatment=params.treatment,
+        threshold=params.followed_through_share,
+        min_group_size=params.min_group_size,
+    )
+    frame, cases = contrast.frame, contrast.success_cases
+    intervals = zip(frame["ci_low"], frame["ci_high"], strict=True)
+    return {
+        "threshold": f"{100 * params.followed_through_share:.0f}%",
+        "reading": contrast.reading(),
+        "table": table(
+            pd.DataFrame(
+                {
+                    "Learners who": frame["group"],
+                    "Learners": [_count(v) for v in frame["learners"]],
+                    "Skills gap closed (points)": [_num(v) for v in frame["gap_closed_points"]],
+                    "95% interval": [
+                        "suppressed" if pd.isna(lo) else f"{lo:.2f} to {hi:.2f}"
+                        for lo, hi in intervals
+                    ],
+                }
+            ),
+            numeric=("Learners", "Skills gap closed (points)", "95% interval"),
+            counts=("Learners",),
+        ),
+        "cases": table(
+            pd.DataFrame(
+                {
+                    "Group": cases["group"],
+                    "Learners": [_count(v) for v in cases["learners"]],
+                    "Clear successes": [_pct(v) for v in cases["clear_success"]],
+                    "Clear non-successes": [_pct(v) for v in cases["clear_non_success"]],
+                }
+            ),
+            numeric=("Learners", "Clear successes", "Clear non-successes"),
+            counts=("Learners",),
+        ),
+    }
+
+
+def _data_quality_section(
+    outcomes: LearnerOutcomes, effects: EffectSet, table: _Tables, *, suppressed: int
+) -> dict[str, Any]:
+    """Data quality: rows used of each table, learners of each outcome, cells suppressed in all."""
+    quality = pd.DataFrame(
+        [
+            {
+                "Table": t,
+                "Rows read": f"{q.rows_read:,}",
+                "Rows used": f"{q.rows_used:,}",
+                "Excluded, with reason": _excluded(sorted(q.excluded.items())),
+            }
+            for t, q in outcomes.quality.items()
+        ]
+    )
+    samples = pd.DataFrame(
+        [
+            {
+                "Outcome": OUTCOME_LABELS.get(o, o),
+                "Learners available": f"{s.n_available:,}",
+                "Used": f"{len(s.data):,}",
+                "Excluded, with reason": _excluded(s.excluded.items()),
+            }
+            for o, s in effects.samples.items()
+        ]
+    )
+    return {
+        "quality": table(quality, numeric=("Rows read", "Rows used")),
+        "samples": table(samples, numeric=("Learners available", "Used")),
+        "suppressed_cells": suppressed,
+    }
+
+
+def _appendix_section(params: Params, table: _Tables) -> dict[str, Any]:
+    """Appendix: definitions (with their LTEM tiers) and the parameters of the run."""
+    parameters = [
+        {"Parameter": key, "Value": str(value)}
+        for key, value in sorted(params.notebook_parameters().items())
+        if key not in ("learners", "action_items", "skill_assessments")
+    ]
+    return {"ltem": LTEM, "parameters": table(pd.DataFrame(parameters))}
+
+
+def _provenance_section(programme: Programme, table: _Tables, run_id: str) -> dict[str, Any]:
+    """Provenance: the run, its input files (with their SHA-256) and package versions."""
+    inputs = [
+        {
+            "Input": s.table,
+            "File": Path(s.path).name,
+            "Rows": f"{s.rows_read:,}",
+            "SHA-256": s.sha256,
+        }
+        for s in programme.sources.values()
+    ]
+    return {
+        "inputs": table(pd.DataFrame(inputs), numeric=("Rows",)),
+        "versions": package_versions(),
+        "run_id": run_id,
+    }
+
+
 @_drawing()
 def build_report(
     *,
@@ -278,349 +671,32 @@ def build_report(
     """
     plots.set_style()  # before the report's own axes are made, whatever was set before
     table = _Tables(params.min_group_size)
-    data = outcomes.data
-    k = params.min_group_size
-    treatment = params.treatment
-    diag = diagnostics
-    hidden = 0
     headlines = [
         e
         for e in effects.estimates
-        if e.method == params.headline_method and e.treatment == treatment
+        if e.method == params.headline_method and e.treatment == params.treatment
     ]
-    headline_cards = [
-        {
-            "label": OUTCOME_LABELS.get(h.outcome, h.outcome),
-            "estimate": format_effect(h.estimate, h.outcome),
-            "ci": _ci(h),
-            "n": f"{h.n_treated:,} coached and {h.n_control:,} not coached learners",
-            "reading": h.reading(),
-            "good": _helpful(h),
-        }
-        for h in headlines
-    ]
-
-    # The programme and who was coached
-    breakdowns = []
-    fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH, 3.4))
-    for ax, by in zip(axes, ("cohort", "role"), strict=True):
-        counts = pd.crosstab(data[by].astype(str), data[treatment].map(descriptives.GROUP))
-        for g in descriptives.GROUP.values():
-            if g not in counts:
-                counts[g] = 0
-        shown, n_hidden = suppress_counts(counts[list(descriptives.GROUP.values())].sort_index(), k)
-        hidden += n_hidden
-        frame = shown.reset_index(names=by)
-        breakdowns.append(
-            {
-                "title": f"Learners by {by}",
-                "table": table(
-                    frame.rename(
-                        columns={
-                            by: by.capitalize(),
-                            "coached": "Coached",
-                            "not coached": "Not coached",
-                        }
-                    ).map(lambda v: _count(v) if not isinstance(v, str) else v),
-                    numeric=("Coached", "Not coached"),
-                    counts=("Coached", "Not coached"),
-                ),
-            }
-        )
-        plots.counts_bar(frame, by=by, title=f"Who was coached, by {by}", ax=ax)
-    programme_figure = _figure(
-        plots.lay_out(fig), "Bar charts of coached and not-coached learners by cohort and by role"
-    )
-
-    # Follow-through
-    funnel = descriptives.item_funnel(outcomes, treatment=treatment)
-    curves = descriptives.completion_curves(programme, outcomes, treatment=treatment)
-    ft_groups = []
-    for by in ("cohort", "role"):
-        gm = descriptives.group_means(
-            data, by=by, value="follow_through", treatment=treatment, min_group_size=k
-        )
-        hidden += gm.hidden
-        wide = gm.frame.pivot(index=by, columns="group", values=["learners", "follow_through"])
-        frame = pd.DataFrame(
-            {
-                by.capitalize(): wide.index,
-                "Coached: learners": [_count(v) for v in wide[("learners", "coached")]],
-                "Coached: on time": [_pct(v) for v in wide[("follow_through", "coached")]],
-                "Not coached: learners": [_count(v) for v in wide[("learners", "not coached")]],
-                "Not coached: on time": [_pct(v) for v in wide[("follow_through", "not coached")]],
-            }
-        )
-        ft_groups.append(
-            {
-                "title": f"On-time completion by {by}",
-                "table": table(
-                    frame,
-                    numeric=tuple(frame.columns[1:]),
-                    counts=("Coached: learners", "Not coached: learners"),
-                ),
-            }
-        )
-    fshare = funnel.frame.set_index(["group", "stage"])["share"]
-    fc, fn = (
-        fshare.get(("coached", "done on time"), float("nan")),
-        fshare.get(("not coached", "done on time"), float("nan")),
-    )
-    medians = {
-        g: (f"{m:.0f} days" if m is not None else "not reached") for g, m in curves.medians.items()
-    }
-    follow = {
-        "funnel": _figure(
-            plots.funnel_plot(
-                funnel,
-                title=f"Coached learners did {_pct(fc)} of their action items on time, others {_pct(fn)}",
-            ),
-            "Bar chart of the share of action items done and done on time, by coaching group",
-        ),
-        "curves": _figure(
-            plots.completion_plot(
-                curves,
-                title="Time to complete an action item (items not done by the as-of date are censored)",
-            ),
-            "Step chart of the share of action items completed by days since they were set",
-        ),
-        "medians": medians,
-        "groups": ft_groups,
-    }
-
-    # Skills gaps
-    grid = descriptives.skill_gaps_by_role(programme, min_group_size=k)
-    hidden += grid.hidden
-    closure = descriptives.gap_closure(outcomes, treatment=treatment, min_group_size=k).frame
-    closure_table = table(
-        pd.DataFrame(
-            {
-                "Group": closure["group"],
-                "Learners": [_count(v) for v in closure["learners"]],
-                "Gap closed (share of the gap before)": [_pct(v) for v in closure["mean_closure"]],
-                "Meeting every target after": [_pct(v) for v in closure["share_all_targets_met"]],
-            }
-        ),
-        numeric=("Learners", "Gap closed (share of the gap before)", "Meeting every target after"),
-        counts=("Learners",),
-    )
-    skills = {
-        "heatmap": _figure(
-            plots.skill_heatmap(grid),
-            "Heatmaps of the mean skills gap by role and skill, before and after",
-        ),
-        "closure": closure_table,
-        "hidden": grid.hidden,
-    }
-
-    # Coaching effects
-    frame = effects.to_frame()
-    effect_rows = pd.DataFrame(
-        {
-            "Outcome": [OUTCOME_LABELS.get(e.outcome, e.outcome) for e in effects.estimates],
-            "Method": [plots.METHOD_LABELS.get(e.method, e.method) for e in effects.estimates],
-            "Estimand": [e.estimand for e in effects.estimates],
-            "Estimate": [format_effect(e.estimate, e.outcome) for e in effects.estimates],
-            f"{headlines[0].confidence if headlines else 95}% interval": [
-                _ci(e) for e in effects.estimates
-            ],
-            "p-value": [format_p(e.p_value) for e in effects.estimates],
-            "Learners (coached / not)": [
-                f"{e.n_treated:,} / {e.n_control:,}" for e in effects.estimates
-            ],
-        }
-    )
-    notes = sorted({n for e in effects.estimates for n in e.notes})
-    per_outcome = []
-    for outcome in effects.samples:
-        item = {"label": OUTCOME_LABELS.get(outcome, outcome)}
-        if outcome in diag.dose:
-            item["dose"] = _figure(
-                plots.dose_response_plot(diag.dose[outcome]),
-                f"Effect by number of coaching sessions on {outcome}",
-            )
-            item["dose_reading"] = diag.dose[outcome].reading()
-        item["subgroups"] = _figure(
-            plots.subgroup_plot(diag.subgroups[outcome]),
-            f"Effects of coaching by subgroup on {outcome}",
-        )
-        item["subgroup_reading"] = diag.subgroups[outcome].reading()
-        if outcome in diag.manager:
-            item["manager_reading"] = diag.manager[outcome].reading()
-        per_outcome.append(item)
-    effects_ctx = {
-        "forest": _figure(
-            plots.forest_plot(
-                frame,
-                title="Adjusted estimates agree across methods"
-                if all(
-                    _verdict(e) == _verdict(h)
-                    for h in headlines
-                    for e in effects.estimates
-                    if e.outcome == h.outcome and e.method != "difference"
-                )
-                else "Estimates differ by method: read with care",
-            ),
-            "Forest plot of effect estimates by outcome and method",
-        ),
-        "table": table(
-            effect_rows,
-            numeric=("Estimate", effect_rows.columns[4], "p-value", "Learners (coached / not)"),
-        ),
-        "notes": notes,
-        "per_outcome": per_outcome,
-    }
-
-    # How sure we are
-    fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH, 0.32 * len(diag.balance.wide()) + 2.6))
-    plots.love_plot(diag.balance, ax=axes[0], title="Balance before and after weighting")
-    plots.propensity_plot(
-        diag.propensity, diag.treated, ax=axes[1], title="Overlap of the chance of being coached"
-    )
-    plots.lay_out(fig)
-    evalue_rows = pd.DataFrame(
-        {
-            "Outcome": [OUTCOME_LABELS.get(o, o) for o in diag.evalues],
-            "E-value (estimate)": [f"{ev.point:.2f}" for ev in diag.evalues.values()],
-            "E-value (interval limit)": [
-                f"{ev.ci_limit:.2f}" if ev.ci_limit is not None else "-"
-                for ev in diag.evalues.values()
-            ],
-        }
-    )
-    sure = {
-        "figure": _figure(
-            fig, "Love plot of standardised differences and distributions of the propensity score"
-        ),
-        "balance_reading": diag.balance.reading(),
-        "balance_notes": diag.balance.notes(),
-        "overlap_reading": diag.overlap.reading(),
-        "evalues": table(evalue_rows, numeric=("E-value (estimate)", "E-value (interval limit)")),
-        "evalue_readings": [ev.reading() for ev in diag.evalues.values()],
-        "limitations": _limitations(params, diag),
-    }
-
-    # Those who learn and those who don't
-    contrast = descriptives.learners_who_follow_through(
-        outcomes, treatment=treatment, threshold=params.followed_through_share, min_group_size=k
-    )
-    learn = {
-        "threshold": f"{100 * params.followed_through_share:.0f}%",
-        "reading": contrast.reading(),
-        "table": table(
-            pd.DataFrame(
-                {
-                    "Learners who": contrast.frame["group"],
-                    "Learners": [_count(v) for v in contrast.frame["learners"]],
-                    "Skills gap closed (points)": [
-                        _num(v) for v in contrast.frame["gap_closed_points"]
-                    ],
-                    "95% interval": [
-                        "suppressed" if pd.isna(lo) else f"{lo:.2f} to {hi:.2f}"
-                        for lo, hi in zip(
-                            contrast.frame["ci_low"], contrast.frame["ci_high"], strict=True
-                        )
-                    ],
-                }
-            ),
-            numeric=("Learners", "Skills gap closed (points)", "95% interval"),
-            counts=("Learners",),
-        ),
-        "cases": table(
-            pd.DataFrame(
-                {
-                    "Group": contrast.success_cases["group"],
-                    "Learners": [_count(v) for v in contrast.success_cases["learners"]],
-                    "Clear successes": [_pct(v) for v in contrast.success_cases["clear_success"]],
-                    "Clear non-successes": [
-                        _pct(v) for v in contrast.success_cases["clear_non_success"]
-                    ],
-                }
-            ),
-            numeric=("Learners", "Clear successes", "Clear non-successes"),
-            counts=("Learners",),
-        ),
-    }
-
-    # Data quality
-    quality = pd.DataFrame(
-        [
-            {
-                "Table": t,
-                "Rows read": f"{q.rows_read:,}",
-                "Rows used": f"{q.rows_used:,}",
-                "Excluded, with reason": "; ".join(
-                    f"{r}: {n:,}" for r, n in sorted(q.excluded.items()) if n
-                )
-                or "none",
-            }
-            for t, q in outcomes.quality.items()
-        ]
-    )
-    samples = pd.DataFrame(
-        [
-            {
-                "Outcome": OUTCOME_LABELS.get(o, o),
-                "Learners available": f"{s.n_available:,}",
-                "Used": f"{len(s.data):,}",
-                "Excluded, with reason": "; ".join(
-                    f"{r}: {n:,}" for r, n in s.excluded.items() if n
-                )
-                or "none",
-            }
-            for o, s in effects.samples.items()
-        ]
-    )
-    n_learners = len(data)
-    n_coached = int((data[treatment] == 1).sum())
+    confidence = headlines[0].confidence if headlines else 95
+    programme_part, programme_hidden = _programme_section(outcomes.data, params, table)
+    follow, follow_hidden = _follow_through_section(programme, outcomes, params, table)
+    skills = _skills_section(programme, outcomes, params, table)
     context = {
-        "title": params.title,
-        "evaluation": params.evaluation,
-        "as_of": outcomes.as_of,
-        "n_learners": f"{n_learners:,}",
-        "n_coached": f"{n_coached:,}",
-        "share_coached": f"{100 * n_coached / max(n_learners, 1):.0f}%",
-        "confidence": headlines[0].confidence if headlines else 95,
-        "headline_method": plots.METHOD_LABELS.get(params.headline_method, params.headline_method),
-        "headlines": headline_cards,
-        "how_sure": _how_sure(headlines, effects, diag),
-        "next_steps": _next_steps(headlines, diag),
-        "breakdowns": breakdowns,
-        "programme_figure": programme_figure,
+        **_header_section(params, outcomes),
+        **_summary_section(params, headlines, effects, diagnostics, confidence),
+        **programme_part,
         "follow": follow,
         "skills": skills,
-        "effects": effects_ctx,
-        "sure": sure,
-        "learn": learn,
-        "quality": table(quality, numeric=("Rows read", "Rows used")),
-        "samples": table(samples, numeric=("Learners available", "Used")),
-        "suppressed_cells": hidden,
-        "min_group_size": k,
-        "ltem": LTEM,
-        "parameters": table(
-            pd.DataFrame(
-                [
-                    {"Parameter": key, "Value": str(value)}
-                    for key, value in sorted(params.notebook_parameters().items())
-                    if key not in ("learners", "action_items", "skill_assessments")
-                ]
-            )
+        "effects": _effects_section(effects, diagnostics, headlines, table, confidence),
+        "sure": _how_sure_section(params, diagnostics, table),
+        "learn": _learners_section(outcomes, params, table),
+        **_data_quality_section(
+            outcomes,
+            effects,
+            table,
+            suppressed=programme_hidden + follow_hidden + skills["hidden"],
         ),
-        "inputs": table(
-            pd.DataFrame(
-                [
-                    {
-                        "Input": s.table,
-                        "File": Path(s.path).name,
-                        "Rows": f"{s.rows_read:,}",
-                        "SHA-256": s.sha256,
-                    }
-                    for s in programme.sources.values()
-                ]
-            ),
-            numeric=("Rows",),
-        ),
-        "versions": package_versions(),
-        "run_id": run_id,
+        "min_group_size": params.min_group_size,
+        **_appendix_section(params, table),
+        **_provenance_section(programme, table, run_id),
     }
     return Report(context)

@@ -1,19 +1,33 @@
-"""The run ledger: one record per run in an SQLite file under the reports folder."""
+"""The run ledger: one record per run attempt in an SQLite file under the reports folder.
+
+Several processes write to it at once (run-all workers, two schedulers), so it uses SQLite's
+write-ahead log, a busy timeout and ``BEGIN IMMEDIATE`` for writes: a writer waits for the
+others instead of failing with "database is locked". A ledger that is not a database any more
+(a truncated copy, a failed restore) is moved aside as ``runs.sqlite.damaged-<time>`` with a
+warning, and a fresh one is started: a damaged history never stops an evaluation.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import sqlite3
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lcstats.core.errors import LcstatsError
+
 if TYPE_CHECKING:
     import pandas as pd
 
 
 LEDGER_NAME = "runs.sqlite"
+BUSY_TIMEOUT_S = 60.0
+STATUSES = ("running", "succeeded", "failed", "invalid", "interrupted", "skipped")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     evaluation   TEXT NOT NULL,
@@ -26,6 +40,7 @@ CREATE TABLE IF NOT EXISTS runs (
     code_version TEXT,
     run_dir      TEXT,
     message      TEXT,
+    pid          INTEGER,
     PRIMARY KEY (evaluation, run_id)
 )
 """
@@ -33,7 +48,7 @@ CREATE TABLE IF NOT EXISTS runs (
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One line of the ledger."""
+    """One line of the ledger. ``pid`` is the process of a run still ``running``."""
 
     evaluation: str
     run_id: str
@@ -45,57 +60,146 @@ class RunRecord:
     code_version: str | None
     run_dir: str | None
     message: str = ""
+    pid: int | None = None
+
+
+COLUMNS = tuple(RunRecord.__dataclass_fields__)
+
+
+class LedgerError(LcstatsError):
+    """The ledger could not be written (a full disk, a folder that is not writable)."""
+
+
+def damaged_copies(root: str | Path) -> list[Path]:
+    """Ledgers moved aside because they could not be read, oldest first."""
+    return sorted(Path(root).glob(f"{LEDGER_NAME}.damaged-*"))
+
+
+def _is_damaged(exc: sqlite3.DatabaseError) -> bool:
+    """True when SQLite says the file is not (or no longer) a database."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return "malformed" in str(exc)
+    return True  # "file is not a database", "database disk image is malformed"
+
+
+def _move_aside(path: Path, exc: sqlite3.DatabaseError) -> Path:
+    """Rename a damaged ledger (and its journal files) and say so on standard error."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    os.replace(path, target)
+    for suffix in ("-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    print(
+        f"warning: the run ledger {path} could not be read ({exc}); it was moved to "
+        f"{target.name} and a new ledger was started. Older runs are listed in the moved file.",
+        file=sys.stderr,
+    )
+    return target
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """Open the ledger in WAL mode with a busy timeout, creating its table if needed."""
+    con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    try:
+        con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            con.execute("PRAGMA journal_mode = WAL")
+        con.execute("BEGIN IMMEDIATE")
+        con.execute(SCHEMA)
+        have = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
+        if "pid" not in have:  # ledgers written before run attempts were recorded
+            con.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
+        con.execute("COMMIT")
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 @contextmanager
 def _connect(root: Path) -> Iterator[sqlite3.Connection]:
-    root.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(root / LEDGER_NAME, timeout=30)
+    """A connection to the ledger of `root`; a damaged ledger is moved aside first."""
+    path = root / LEDGER_NAME
     try:
-        con.execute(SCHEMA)
+        root.mkdir(parents=True, exist_ok=True)
+        con = _open(path)
+    except OSError as exc:
+        raise LedgerError(f"the run ledger {path} cannot be written: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        if not (_is_damaged(exc) and path.exists()):
+            raise LedgerError(f"the run ledger {path} cannot be written: {exc}") from exc
+        _move_aside(path, exc)
+        con = _open(path)
+    try:
         yield con
-        con.commit()
     finally:
         con.close()
 
 
+def _write(root: str | Path, sql: str, args: tuple) -> None:
+    """Run one write statement as its own immediate transaction."""
+    try:
+        with _connect(Path(root)) as con:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute(sql, args)
+            con.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise LedgerError(f"the run ledger in {root} cannot be written: {exc}") from exc
+
+
 def record_run(root: str | Path, record: RunRecord) -> None:
-    """Add (or update) a run's record; each write is one SQLite transaction."""
+    """Add (or replace) a run's record; each write is one SQLite transaction.
+
+    Raises
+    ------
+    LedgerError
+        When the ledger cannot be written (a full disk, a read-only folder).
+    """
+    fields = asdict(record)
+    _write(
+        root,
+        f"INSERT OR REPLACE INTO runs ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
+        tuple(fields.values()),
+    )
+
+
+def _read(root: str | Path, sql: str, args: tuple) -> list[tuple]:
+    """Rows of a query, or none when there is no ledger yet."""
+    if not (Path(root) / LEDGER_NAME).exists():
+        return []
     with _connect(Path(root)) as con:
-        fields = asdict(record)
-        con.execute(
-            f"INSERT OR REPLACE INTO runs ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
-            list(fields.values()),
-        )
+        return con.execute(sql, args).fetchall()
 
 
 def last_success(root: str | Path, evaluation: str) -> RunRecord | None:
     """The most recent successful run of an evaluation, if any."""
-    path = Path(root) / LEDGER_NAME
-    if not path.exists():
-        return None
-    with _connect(Path(root)) as con:
-        row = con.execute(
-            "SELECT * FROM runs WHERE evaluation = ? AND status = 'succeeded' ORDER BY started DESC, run_id DESC LIMIT 1",
-            (evaluation,),
-        ).fetchone()
-    return RunRecord(*row) if row else None
+    rows = _read(
+        root,
+        f"SELECT {', '.join(COLUMNS)} FROM runs WHERE evaluation = ? AND status = 'succeeded' "
+        "ORDER BY started DESC, run_id DESC LIMIT 1",
+        (evaluation,),
+    )
+    return RunRecord(*rows[0]) if rows else None
+
+
+def unfinished_runs(root: str | Path, evaluation: str) -> list[RunRecord]:
+    """Runs of an evaluation still recorded as ``running``."""
+    rows = _read(
+        root,
+        f"SELECT {', '.join(COLUMNS)} FROM runs WHERE evaluation = ? AND status = 'running'",
+        (evaluation,),
+    )
+    return [RunRecord(*row) for row in rows]
 
 
 def list_runs(root: str | Path, *, evaluation: str | None = None, limit: int = 50) -> pd.DataFrame:
     """The ledger as a table, newest first."""
     import pandas as pd
 
-    path = Path(root) / LEDGER_NAME
-    columns = list(RunRecord.__dataclass_fields__)
-    if not path.exists():
-        return pd.DataFrame(columns=columns)
-    query = "SELECT * FROM runs"
-    args: tuple = ()
-    if evaluation:
-        query += " WHERE evaluation = ?"
-        args = (evaluation,)
-    query += " ORDER BY started DESC, run_id DESC LIMIT ?"
-    with _connect(Path(root)) as con:
-        rows = con.execute(query, (*args, limit)).fetchall()
-    return pd.DataFrame(rows, columns=columns)
+    where, args = (" WHERE evaluation = ?", (evaluation,)) if evaluation else ("", ())
+    rows = _read(
+        root,
+        f"SELECT {', '.join(COLUMNS)} FROM runs{where} ORDER BY started DESC, run_id DESC LIMIT ?",
+        (*args, limit),
+    )
+    return pd.DataFrame(rows, columns=list(COLUMNS))

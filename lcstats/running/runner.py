@@ -1,8 +1,11 @@
 """One evaluation run: check inputs, execute the notebook with papermill, write the run folder.
 
-A run folder ``<output>/<evaluation>/<run_id>/`` is built under a hidden ``.partial`` name and
-renamed into place when complete, so nothing half-written is ever visible under its final name;
-``latest`` points only to successful runs. Every run is recorded in the ledger.
+A run holds its evaluation's lock, builds its folder under a hidden ``.partial`` name (see
+`lcstats.running.run_folder`) and renames it into place when complete; ``latest`` points only to
+successful runs. Every attempt is recorded in the ledger: invalid, failed and interrupted ones
+too. Whatever stops a run (bad input, an error in a cell, a dead kernel, a time limit, a full
+disk, Ctrl-C) ends it with a message, an exit code, the last good report untouched and no
+learner data left in a hidden folder.
 """
 
 from __future__ import annotations
@@ -10,24 +13,51 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import html
-import json
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lcstats import __version__
-from lcstats.core.errors import InputError, LcstatsError
+from lcstats.core.errors import InputError, Interrupted, LcstatsError
 from lcstats.core.files import dumps_json, sha256_file, write_atomic, write_json
-from lcstats.core.provenance import git_state, package_versions
+from lcstats.core.resources import input_memory_need
 from lcstats.data.inputs import hand_over, params_fingerprint, read_inputs
-from lcstats.running.kernel import KERNEL_NAME, start_kernel, stop_kernel
-from lcstats.running.ledger import RunRecord, last_success, record_run
+from lcstats.params import DATA_KEYS
+from lcstats.running.failures import (
+    HANDING_OVER,
+    READING,
+    Failure,
+    RunContext,
+    explain,
+    failure_page,
+    timeout_cause,
+)
+from lcstats.running.kernel import KERNEL_NAME, KernelBusy, RunKernel
+from lcstats.running.ledger import LedgerError, RunRecord, last_success, record_run
+from lcstats.running.locks import EvaluationBusy, evaluation_lock
+from lcstats.running.run_folder import (
+    OUTPUT_ALLOWANCE,
+    DiskFull,
+    RunFolder,
+    check_space,
+    check_writable,
+    disk_full_message,
+    disk_is_full,
+    is_disk_full,
+    new_run_folder,
+    point_latest,
+    remove_stale_partials,
+    space_needed,
+)
+from lcstats.running.watchdog import Watchdog
 
 # papermill -> nbformat -> jsonschema imports `rfc3987_syntax` when it is installed (JupyterLab's
 # event schemas bring it) and builds its grammars on import: 1.8 s of every run's start, measured.
@@ -42,9 +72,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = PACKAGE_DIR.parent / "notebooks"
 EVALUATION_NOTEBOOK = "evaluation.ipynb"
 HANDOVER_FILE = ".validated-inputs.pickle"
-USER_ERRORS = ("InputError", "EstimationError")
-
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+T = TypeVar("T")
+MB = 1e6
 
 
 @dataclass(frozen=True)
@@ -52,11 +82,25 @@ class RunOutcome:
     """What happened to one run: its status, exit code, folder and a message for people."""
 
     evaluation: str
-    status: str  # succeeded | failed | invalid | skipped
+    status: str  # succeeded | failed | invalid | skipped | busy
     exit_code: int
     run_dir: Path | None
     message: str = ""
     duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run: where to write, whether to skip unchanged inputs, limits, queueing."""
+
+    output_dir: Path = Path("reports")
+    skip_unchanged: bool = False
+    notebook: Path | None = None
+    timeout_minutes: float | None = None  # overrides the params file's
+    wait: bool = False
+    notify: Callable[[str], None] = field(
+        default=lambda line: print(line, file=sys.stderr, flush=True), repr=False
+    )
 
 
 def code_fingerprint() -> str:
@@ -73,27 +117,6 @@ def code_fingerprint() -> str:
 def inputs_fingerprint(hashes: dict[str, str]) -> str:
     """SHA-256 over the input files' own SHA-256 values."""
     return hashlib.sha256(dumps_json(hashes).encode()).hexdigest()
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _new_run_dir(root: Path, stamp: dt.datetime, tag: str) -> tuple[str, Path]:
-    base = f"{stamp:%Y%m%dT%H%M%SZ}-{tag[:8]}"
-    run_id, n = base, 1
-    while (root / run_id).exists() or (root / f".{run_id}.partial").exists():
-        n += 1
-        run_id = f"{base}-{n}"
-    return run_id, root / f".{run_id}.partial"
-
-
-def _point_latest(eval_root: Path, run_id: str) -> None:
-    link = eval_root / "latest"
-    tmp = eval_root / f".latest.{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(run_id, target_is_directory=True)
-    os.replace(tmp, link)
 
 
 ID_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+\-]*[A-Za-z0-9]|[A-Za-z0-9]")
@@ -120,37 +143,6 @@ def identifier_leaks(report_html: str, identifiers: set[str]) -> list[str]:
     return sorted(found)
 
 
-def _failure_step(nb_path: Path, cell_index: int | None) -> str:
-    """The heading of the notebook section in which a cell failed."""
-    try:
-        nb = json.loads(nb_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "the evaluation notebook"
-    heading = "setting up"
-    for i, cell in enumerate(nb.get("cells", [])):
-        if cell.get("cell_type") == "markdown":
-            src = "".join(cell.get("source", ""))
-            for line in src.splitlines():
-                if line.startswith("#"):
-                    heading = line.lstrip("# ").strip()
-                    break
-        if cell_index is not None and i >= cell_index:
-            break
-    return heading
-
-
-def _failure_page(evaluation: str, run_id: str, step: str, cause: str) -> str:
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>Run failed: {html.escape(evaluation)}</title></head><body style='font-family:sans-serif;max-width:50rem;margin:2rem auto'>"
-        f"<h1>The evaluation '{html.escape(evaluation)}' did not complete</h1>"
-        f"<p><strong>Step:</strong> {html.escape(step)}</p>"
-        f"<p><strong>Cause:</strong></p><pre style='white-space:pre-wrap'>{html.escape(cause)}</pre>"
-        f"<p>Run <code>{html.escape(run_id)}</code>. The last successful report is unchanged. The partly executed "
-        "notebook is in this folder for analysts.</p></body></html>"
-    )
-
-
 def preflight(params: Params) -> tuple[dict[str, str], Programme]:
     """Check the input tables against the contract (before the notebook runs).
 
@@ -172,12 +164,68 @@ def _input_hashes(params: Params) -> dict[str, str] | None:
 
 
 def _identifiers(programme: Programme) -> set[str]:
+    """Learner and manager ids: what the privacy gate looks for in the report."""
     learners = programme.learners
     return set(learners["learner_id"].astype(str)) | set(learners["manager_id"].astype(str))
 
 
-def _provenance() -> tuple[dict, dict]:
-    return git_state(), package_versions()
+def _tables_bytes(programme: Programme) -> int:
+    """Memory the validated tables take: about what the hand-over writes."""
+    frames = (programme.learners, programme.action_items, programme.skill_assessments)
+    return int(sum(f.memory_usage(deep=True).sum() for f in frames))
+
+
+def time_limits(params: Params, override: float | None = None) -> tuple[float, float]:
+    """The run's and each cell's time limit, in minutes.
+
+    The params' ``timeout_minutes`` (or `override`) and ``cell_timeout_minutes``; by default 30
+    minutes plus 1 per 10 MB, and 20 plus 1 per 20 MB, of the memory the inputs need (see
+    `lcstats.core.resources.input_memory_need`): generous for a scheduled run, and growing
+    with the data.
+    """
+    need = input_memory_need({t: getattr(params, t) for t in DATA_KEYS})
+    run = override or params.timeout_minutes or 30 + need / (10 * MB)
+    cell = params.cell_timeout_minutes or 20 + need / (20 * MB)
+    return float(run), float(min(cell, run))
+
+
+class RunTimedOut(Exception):
+    """The run's time limit passed while its own process was waiting for a step."""
+
+
+def within(seconds: float, work: Callable[[], T]) -> T:
+    """Call `work` in a daemon thread and wait at most `seconds` for it (Ctrl-C interrupts the
+    wait). Raises `RunTimedOut` when it has not finished: a stuck read never holds the run.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # handed to the waiting thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="lcstats-step", daemon=True)
+    thread.start()
+    thread.join(max(seconds, 0.0))
+    if thread.is_alive():
+        raise RunTimedOut
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def install_termination_handler() -> None:
+    """Make SIGTERM stop a run the way Ctrl-C does (the run cleans up, then exits 143)."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def run_evaluation(
@@ -186,6 +234,8 @@ def run_evaluation(
     output_dir: str | Path = "reports",
     skip_unchanged: bool = False,
     notebook: str | Path | None = None,
+    timeout_minutes: float | None = None,
+    wait: bool = False,
 ) -> RunOutcome:
     """Run one evaluation end to end and return what happened (never raises for bad input).
 
@@ -203,238 +253,410 @@ def run_evaluation(
         Do not run again when inputs, parameters and code match the last successful run.
     notebook : path, optional
         Evaluation notebook to execute (default ``notebooks/evaluation.ipynb``).
+    timeout_minutes : float, optional
+        Time limit of the whole run, overriding the params file's ``timeout_minutes``.
+    wait : bool
+        When the evaluation is already running, wait for that run instead of refusing.
+
+    Raises
+    ------
+    Interrupted, KeyboardInterrupt
+        After cleaning up, when the run was stopped by a signal; the message says what was left.
     """
-    started = _now()
-    t0 = time.perf_counter()
-    nb_in = Path(notebook) if notebook else NOTEBOOK_DIR / EVALUATION_NOTEBOOK
-    km = None if skip_unchanged else start_kernel(nb_in.parent)
-    try:
-        return _run(params_path, Path(output_dir).resolve(), skip_unchanged, nb_in, km, started, t0)
-    finally:
-        if km is not None:
-            stop_kernel(km)
-
-
-def _run(params_path, root, skip_unchanged, nb_in, km, started, t0) -> RunOutcome:  # noqa: PLR0915
-    """`run_evaluation`'s body; `km` is the started kernel (None when it may be skipped)."""
-    from lcstats.params import load_params
-
-    try:
-        params = load_params(params_path)
-    except InputError as exc:
-        name = Path(params_path).stem
-        return RunOutcome(
-            name, "invalid", EXIT_INVALID, None, exc.describe(), time.perf_counter() - t0
-        )
-    params_sha, code_sha = params_fingerprint(params), code_fingerprint()
-    if skip_unchanged:
-        last = last_success(root, params.evaluation)
-        hashes = _input_hashes(params) if last else None
-        if (
-            last
-            and hashes
-            and (last.inputs_sha256, last.params_sha256, last.code_version)
-            == (
-                inputs_fingerprint(hashes),
-                params_sha,
-                code_sha,
-            )
-        ):
-            return RunOutcome(
-                params.evaluation,
-                "skipped",
-                EXIT_OK,
-                Path(last.run_dir) if last.run_dir else None,
-                f"unchanged since run {last.run_id}",
-                time.perf_counter() - t0,
-            )
-        km = start_kernel(nb_in.parent)
-    try:
-        hashes, programme = preflight(params)
-    except InputError as exc:
-        return RunOutcome(
-            params.evaluation,
-            "invalid",
-            EXIT_INVALID,
-            None,
-            exc.describe(),
-            time.perf_counter() - t0,
-        )
-    inputs_sha = inputs_fingerprint(hashes)
-    eval_root = root / params.evaluation
-    eval_root.mkdir(parents=True, exist_ok=True)
-    run_id, staging = _new_run_dir(
-        eval_root, started, hashlib.sha256((inputs_sha + params_sha).encode()).hexdigest()
+    options = RunOptions(
+        Path(output_dir).resolve(),
+        skip_unchanged,
+        Path(notebook) if notebook else None,
+        timeout_minutes,
+        wait,
     )
-    staging.mkdir()
-    handover = hand_over(programme, params, staging / HANDOVER_FILE)
-    ids = _identifiers(programme)
-    del programme  # the kernel reads its own copy; keep one copy of the data in memory
-    nb_out = staging / nb_in.name
-    status, exit_code, message = "succeeded", EXIT_OK, ""
-    with ThreadPoolExecutor(1) as pool:
-        provenance = pool.submit(_provenance)  # while the kernel works
+    return Attempt(Path(params_path), options).run()
+
+
+class Attempt:
+    """One attempt at a run: the state its steps share, and the steps in order."""
+
+    def __init__(self, params_path: Path, options: RunOptions) -> None:
+        self.params_path, self.options = params_path, options
+        self.root = options.output_dir
+        self.started, self.t0 = _now(), time.perf_counter()
+        self.nb_in = options.notebook or NOTEBOOK_DIR / EVALUATION_NOTEBOOK
+        self.kernel: RunKernel | None = None
+        self.params: Params | None = None
+        self.folder: RunFolder | None = None
+        self.fingerprints: dict[str, str] = {}
+        self.hashes: dict[str, str] = {}
+        self.cell_index: int | None = None  # the last notebook cell that began
+        self.limits: tuple[float, float] = (0.0, 0.0)  # run and cell time limits, minutes
+        self.timed_out = False
+
+    # -- the run, top to bottom ------------------------------------------------------------
+
+    def run(self) -> RunOutcome:
+        """Do the attempt; always stop the kernel; record interrupts before re-raising them."""
+        if not self.options.skip_unchanged:
+            self.kernel = RunKernel(self.nb_in.parent)  # it warms up while we check the inputs
+        try:
+            return self._run()
+        except (KeyboardInterrupt, Interrupted) as exc:
+            raise self._interrupted(exc) from None
+        except OSError as exc:  # a write the steps below do not expect to fail (lock, folder)
+            return self._write_failed(exc)
+        finally:
+            if self.kernel is not None:
+                self.kernel.stop()
+
+    def _run(self) -> RunOutcome:
+        """Parameters, output folder, lock; then the locked part."""
+        try:
+            self.params = self._load_params()
+            check_writable(self.root)
+        except InputError as exc:
+            return self._invalid(exc.describe())
+        except DiskFull as exc:
+            return self._end("failed", EXIT_FAILED, str(exc), record=False)
+        self.limits = time_limits(self.params, self.options.timeout_minutes)
+        eval_root = self.root / self.params.evaluation
+        try:
+            with evaluation_lock(eval_root, wait=self.options.wait, on_wait=self.options.notify):
+                self._tidy(eval_root)
+                return self._locked(eval_root)
+        except EvaluationBusy as exc:
+            return self._end("busy", EXIT_FAILED, str(exc), record=False)
+
+    def _locked(self, eval_root: Path) -> RunOutcome:
+        """Skip check, pre-flight, space check, folder, notebook, publication."""
+        skipped = self._skip_if_unchanged()
+        if skipped is not None:
+            return skipped
+        if self.kernel is None:
+            self.kernel = RunKernel(self.nb_in.parent)
+        try:
+            self.hashes, programme = within(self._remaining(), lambda: preflight(self.params))
+        except InputError as exc:
+            return self._invalid(exc.describe())
+        except RunTimedOut:
+            cause = timeout_cause(self.limits[0], self._elapsed())
+            return self._end("failed", EXIT_FAILED, f"failed at step '{READING}': {cause}")
+        need = space_needed(_tables_bytes(programme))
+        try:
+            check_space(self.root, need=need)
+        except DiskFull as exc:
+            return self._end("failed", EXIT_FAILED, str(exc))
+        self.fingerprints["inputs"] = inputs_fingerprint(self.hashes)
+        tag = hashlib.sha256(
+            (self.fingerprints["inputs"] + self.fingerprints["parameters"]).encode()
+        )
+        self.folder = new_run_folder(eval_root, self.started, tag.hexdigest())
+        self._record("running", "")
+        return self._finish(self._execute(programme, need), need)
+
+    def _write_failed(self, exc: OSError) -> RunOutcome:
+        """A file or folder of the run could not be written: remove the run's folder, say why."""
+        if self.folder is not None:
+            self.folder.discard()
+        if is_disk_full(exc):
+            cause = disk_full_message(self.root, need=OUTPUT_ALLOWANCE)
+        else:
+            cause = f"writing {exc.filename or self.root} failed ({exc.strerror or exc})."
+        return self._end("failed", EXIT_FAILED, cause + (_REMOVED if self.folder else ""))
+
+    def _remaining(self) -> float:
+        """Seconds left before the run's time limit."""
+        return self.limits[0] * 60 - self._elapsed()
+
+    def _load_params(self) -> Params:
+        """Read and check the params file (InputError when invalid)."""
+        from lcstats.params import load_params
+
+        params = load_params(self.params_path)
+        self.fingerprints = {"parameters": params_fingerprint(params), "code": code_fingerprint()}
+        return params
+
+    def _name(self) -> str:
+        """The evaluation's name, or the params file's stem before the params are read."""
+        return self.params.evaluation if self.params else self.params_path.stem
+
+    def _tidy(self, eval_root: Path) -> None:
+        """Under the lock: remove folders of runs that were killed, close their ledger records."""
+        from lcstats.running.ledger import unfinished_runs
+
+        for path in remove_stale_partials(eval_root):
+            self.options.notify(
+                f"removed {path}: the unfinished folder of a run that was stopped (it could hold "
+                "learner data)"
+            )
+        for record in unfinished_runs(self.root, self.params.evaluation):
+            self._safe_record(
+                RunRecord(
+                    **{
+                        **record.__dict__,
+                        "status": "interrupted",
+                        "message": "the run's process ended before it finished (killed?)",
+                        "pid": None,
+                    }
+                )
+            )
+
+    def _skip_if_unchanged(self) -> RunOutcome | None:
+        """The 'skipped' outcome when inputs, parameters and code match the last success."""
+        if not self.options.skip_unchanged:
+            return None
+        last = last_success(self.root, self.params.evaluation)
+        hashes = _input_hashes(self.params) if last else None
+        if not (last and hashes):
+            return None
+        now = (
+            inputs_fingerprint(hashes),
+            self.fingerprints["parameters"],
+            self.fingerprints["code"],
+        )
+        if now != (last.inputs_sha256, last.params_sha256, last.code_version):
+            return None
+        run_dir = Path(last.run_dir) if last.run_dir else None
+        message = f"unchanged since run {last.run_id}"
+        return RunOutcome(self._name(), "skipped", EXIT_OK, run_dir, message, self._elapsed())
+
+    def _execute(self, programme: Programme, need: int) -> Failure | None:
+        """Hand the tables over and run the notebook; a `Failure` when anything stops it."""
+        staging = self.folder.staging
+        handover = staging / HANDOVER_FILE
+        ids = _identifiers(programme)
+        watchdog = Watchdog(self.kernel)
+        try:
+            hand_over(programme, self.params, handover)
+        except OSError as exc:
+            handover.unlink(missing_ok=True)
+            cause = disk_full_message(self.root, need=need) if is_disk_full(exc) else str(exc)
+            return Failure("failed", EXIT_FAILED, HANDING_OVER, cause, discard=True)
+        del programme  # the kernel reads its own copy: one copy of the data in memory
+        try:
+            with watchdog:
+                self._papermill(staging, handover, cell_limit=self.limits[1])
+            self._check_report(staging / "report.html", ids)
+        except Exception as exc:  # every failure becomes a message: see failures.explain
+            if isinstance(exc, KernelBusy):  # the run's time limit: stop the kernel
+                self.timed_out = True
+                self.kernel.kill()
+            self.kernel.settle()  # let papermill finish with the notebook before we touch it
+            return explain(exc, self._context(need, watchdog))
+        finally:
+            handover.unlink(missing_ok=True)
+        return None
+
+    def _papermill(self, staging: Path, handover: Path, *, cell_limit: float) -> None:
+        """Execute the evaluation notebook in the run's kernel, then stop the kernel."""
         import papermill as pm
 
-        try:
-            pm.execute_notebook(
-                str(nb_in),
-                str(nb_out),
-                parameters=params.notebook_parameters()
-                | {"output_dir": str(staging), "run_id": run_id, "prepared_inputs": str(handover)},
+        parameters = self.params.notebook_parameters() | {
+            "output_dir": str(staging),
+            "run_id": self.folder.run_id,
+            "prepared_inputs": str(handover),
+        }
+        self.kernel.run(
+            timeout=self._remaining(),
+            work=lambda km: pm.execute_notebook(
+                str(self.nb_in),
+                str(staging / self.nb_in.name),
+                parameters=parameters,
                 kernel_name=KERNEL_NAME,
                 km=km,
                 language="python",
-                cwd=str(nb_in.parent),
+                cwd=str(self.nb_in.parent),
                 progress_bar=False,
                 log_output=False,
-            )
-            stop_kernel(km)
-            report = staging / "report.html"
-            if not report.is_file():
-                raise LcstatsError("the notebook finished without writing report.html")
-            leaks = identifier_leaks(report.read_text(encoding="utf-8"), ids)
-            if leaks:
-                report.rename(staging / "report.blocked.html")
-                raise LcstatsError(
-                    f"privacy gate: the report shows {len(leaks)} learner or manager identifier(s) "
-                    "(for example a value of learner_id); it was not published. Check labels and "
-                    "text built from the data."
-                )
-        except pm.PapermillExecutionError as exc:
-            step = _failure_step(nb_out, exc.cell_index)
-            user = exc.ename in USER_ERRORS
-            status, exit_code = ("invalid", EXIT_INVALID) if user else ("failed", EXIT_FAILED)
-            message = f"{exc.ename}: {exc.evalue}" if not user else str(exc.evalue)
-            write_atomic(
-                staging / "failure.html", _failure_page(params.evaluation, run_id, step, message)
-            )
-            message = f"failed at step '{step}': {message}"
-        except LcstatsError as exc:
-            status, exit_code, message = "failed", EXIT_FAILED, str(exc)
-            write_atomic(
-                staging / "failure.html",
-                _failure_page(params.evaluation, run_id, "privacy gate", message),
-            )
-        except Exception as exc:  # kernel died, timeout, disk full: record the run as failed
-            status, exit_code, message = "failed", EXIT_FAILED, f"{type(exc).__name__}: {exc}"
-            write_atomic(
-                staging / "failure.html",
-                _failure_page(params.evaluation, run_id, "running the notebook", message),
-            )
-        finally:
-            handover.unlink(missing_ok=True)
-        git, versions = provenance.result()
+                execution_timeout=max(1, round(cell_limit * 60)),
+                on_cell_start=self._cell_started,
+            ),
+        )
+        self.kernel.stop()
 
-    duration = time.perf_counter() - t0
-    run_json = {
-        "evaluation": params.evaluation,
-        "run_id": run_id,
-        "status": status,
-        "message": message,
-        "started": started.isoformat(timespec="seconds"),
-        "ended": _now().isoformat(timespec="seconds"),
-        "duration_s": round(duration, 3),
-        "parameters": params.notebook_parameters(),
-        "params_file": str(Path(params_path).resolve()),
-        "inputs": {t: {"path": getattr(params, t), "sha256": h} for t, h in hashes.items()},
-        "fingerprints": {"inputs": inputs_sha, "parameters": params_sha, "code": code_sha},
-        "lcstats_version": __version__,
-        "git": git,
-        "versions": versions,
-        "kernel": KERNEL_NAME,
-    }
-    write_json(staging / "run.json", run_json)
-    final = eval_root / run_id
-    os.replace(staging, final)
-    if status == "succeeded":
-        _point_latest(eval_root, run_id)
-    record_run(
-        root,
-        RunRecord(
-            params.evaluation,
-            run_id,
-            status,
-            run_json["started"],
-            round(duration, 3),
-            inputs_sha,
-            params_sha,
-            code_sha,
-            str(final),
-            message,
-        ),
-    )
-    return RunOutcome(params.evaluation, status, exit_code, final, message, duration)
+    def _cell_started(self, cell: Any, cell_index: int) -> None:
+        """nbclient's hook: remember which cell is running (for failure messages)."""
+        self.cell_index = cell_index
 
+    def _check_report(self, report: Path, ids: set[str]) -> None:
+        """The notebook wrote a report and it shows no identifier (the privacy gate)."""
+        if not report.is_file():
+            raise LcstatsError("the notebook finished without writing report.html")
+        leaks = identifier_leaks(report.read_text(encoding="utf-8"), ids)
+        if leaks:
+            report.rename(report.with_name("report.blocked.html"))
+            raise LcstatsError(
+                f"privacy gate: the report shows {len(leaks)} learner or manager identifier(s) "
+                "(for example a value of learner_id); it was not published. Check labels and "
+                "text built from the data."
+            )
 
-def _run_one(args: tuple[str, str, bool]) -> RunOutcome:
-    params_path, output_dir, skip_unchanged = args
-    try:
-        return run_evaluation(params_path, output_dir=output_dir, skip_unchanged=skip_unchanged)
-    except Exception as exc:  # a bug in one run must not stop the others
-        return RunOutcome(
-            Path(params_path).stem, "failed", EXIT_FAILED, None, f"{type(exc).__name__}: {exc}"
+    def _context(self, need: int, watchdog: Watchdog) -> RunContext:
+        """What `explain` needs to word a failure."""
+        executed = self.folder.staging / self.nb_in.name
+        return RunContext(
+            notebook=executed if executed.is_file() else self.nb_in,
+            cell_index=self.cell_index,
+            output_root=self.root,
+            space_needed=need,
+            memory=watchdog.memory,
+            timed_out=self.timed_out,
+            limits=self.limits,
+            elapsed_s=self._elapsed(),
+            kernel_exit=self.kernel.exit_code if self.kernel else None,
         )
 
+    def _finish(self, failure: Failure | None, need: int) -> RunOutcome:
+        """Write the failure page and run.json, publish (or remove) the folder, point latest."""
+        if failure is not None and failure.discard:  # a full disk: free what the run took
+            self.folder.discard()
+            cause = disk_full_message(self.root, need=need)
+            message = f"failed at step '{failure.step}': {cause}{_REMOVED}"
+            return self._end(failure.status, failure.exit_code, message)
+        status = failure.status if failure else "succeeded"
+        message = failure.message if failure else ""
+        try:
+            if failure is not None:
+                page = failure_page(self.params.evaluation, self.folder.run_id, failure)
+                write_atomic(self.folder.staging / "failure.html", page)
+            write_json(self.folder.staging / "run.json", self._run_json(status, message))
+            final = self.folder.publish()
+        except OSError as exc:
+            self.folder.discard()
+            cause = disk_full_message(self.root, need=need) if is_disk_full(exc) else str(exc)
+            return self._end(
+                "failed", EXIT_FAILED, f"writing the run folder failed: {cause}{_REMOVED}"
+            )
+        if failure is not None:
+            return self._end(status, failure.exit_code, message, run_dir=final)
+        try:
+            point_latest(final.parent, final.name)
+        except OSError as exc:
+            cause = disk_full_message(self.root, need=1) if is_disk_full(exc) else str(exc)
+            message = f"{final} was written but 'latest' could not be moved to it: {cause}"
+            return self._end("failed", EXIT_FAILED, message, run_dir=final)
+        return self._end("succeeded", EXIT_OK, "", run_dir=final)
 
-def params_files(folder: str | Path) -> list[Path]:
-    """The params files of a folder (``*.yaml`` and ``*.yml``), in name order."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"'{folder}' is not a folder of params files", source=str(folder))
-    files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
-    if not files:
-        raise InputError(f"no params files (*.yaml) in '{folder}'", source=str(folder))
-    return files
+    def _run_json(self, status: str, message: str) -> dict[str, Any]:
+        """Provenance of the run: parameters, inputs, fingerprints, versions."""
+        from lcstats.core.provenance import git_state, package_versions
 
+        with ThreadPoolExecutor(1) as pool:
+            git = pool.submit(git_state)
+            versions = package_versions()
+            git = git.result()
+        return {
+            "evaluation": self.params.evaluation,
+            "run_id": self.folder.run_id,
+            "status": status,
+            "message": message,
+            "started": self.started.isoformat(timespec="seconds"),
+            "ended": _now().isoformat(timespec="seconds"),
+            "duration_s": round(self._elapsed(), 3),
+            "parameters": self.params.model_dump(mode="json"),
+            "params_file": str(self.params_path.resolve()),
+            "inputs": {
+                t: {"path": getattr(self.params, t), "sha256": h} for t, h in self.hashes.items()
+            },
+            "fingerprints": self.fingerprints,
+            "lcstats_version": __version__,
+            "git": git,
+            "versions": versions,
+            "kernel": KERNEL_NAME,
+        }
 
-def _worker_context():
-    """Processes for run-all: each run in a fresh process, forked from a server that has
-    imported the runner and papermill once (measured: 8 runs 122 s with spawn, 85 s with it).
-    Falls back to spawn where fork is not available."""
-    from multiprocessing import get_all_start_methods, get_context
+    # -- endings ---------------------------------------------------------------------------
 
-    if "forkserver" not in get_all_start_methods():
-        return get_context("spawn")
-    ctx = get_context("forkserver")
-    ctx.set_forkserver_preload(
-        ["lcstats.running.runner", "papermill", "lcstats.data.inputs", "lcstats.data.load"]
-    )
-    return ctx
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self.t0
 
+    def _run_id(self) -> str:
+        """The run's id; attempts that never got a folder get one from the time and process."""
+        if self.folder is not None:
+            return self.folder.run_id
+        return f"{self.started:%Y%m%dT%H%M%S%fZ}-attempt-{os.getpid()}"
 
-def run_all(
-    folder: str | Path,
-    *,
-    jobs: int = 1,
-    output_dir: str | Path = "reports",
-    skip_unchanged: bool = False,
-    progress: Callable[[int, int, RunOutcome], None] | None = None,
-) -> list[RunOutcome]:
-    """Run every params file of a folder, each run in a fresh process, `jobs` at a time.
+    def _record(self, status: str, message: str, run_dir: Path | None = None) -> str:
+        """Write the attempt's ledger record; return a note when the ledger cannot be written."""
+        record = RunRecord(
+            self._name(),
+            self._run_id(),
+            status,
+            self.started.isoformat(timespec="seconds"),
+            round(self._elapsed(), 3),
+            self.fingerprints.get("inputs"),
+            self.fingerprints.get("parameters"),
+            self.fingerprints.get("code"),
+            str(run_dir) if run_dir else None,
+            message,
+            os.getpid() if status == "running" else None,
+        )
+        return self._safe_record(record)
 
-    One failing evaluation never stops the others. `progress(done, total, outcome)` is called as
-    each run ends. Returns the outcomes in the order of the files.
-    """
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    def _safe_record(self, record: RunRecord) -> str:
+        """Record, turning a ledger that cannot be written into a note (never raises)."""
+        try:
+            record_run(self.root, record)
+        except LedgerError as exc:
+            full = is_disk_full(exc) or disk_is_full(self.root)
+            cause = disk_full_message(self.root, need=1) if full else str(exc)
+            return f"the run could not be recorded in the ledger: {cause}"
+        return ""
 
-    if jobs < 1:
-        raise InputError(f"--jobs must be at least 1 (found {jobs})", source="lcstats run-all")
-    files = params_files(folder)
-    tasks = [(str(f), str(output_dir), skip_unchanged) for f in files]
-    outcomes: dict[int, RunOutcome] = {}
-    with ProcessPoolExecutor(
-        max_workers=jobs, mp_context=_worker_context(), max_tasks_per_child=1
-    ) as pool:
-        futures = {pool.submit(_run_one, task): i for i, task in enumerate(tasks)}
-        for done, future in enumerate(as_completed(futures), 1):
-            i = futures[future]
-            try:
-                outcomes[i] = future.result()
-            except Exception as exc:  # the worker process died
-                outcomes[i] = RunOutcome(
-                    files[i].stem, "failed", EXIT_FAILED, None, f"worker died: {exc}"
+    def _end(
+        self,
+        status: str,
+        exit_code: int,
+        message: str,
+        *,
+        run_dir: Path | None = None,
+        record: bool = True,
+    ) -> RunOutcome:
+        """Record the attempt and return its outcome; a ledger failure fails the run."""
+        note = self._record(status, message, run_dir) if record else ""
+        if note:
+            message = f"{message}\n{note}" if message else note
+            exit_code = exit_code or EXIT_FAILED
+            status = "failed" if status == "succeeded" else status
+        return RunOutcome(self._name(), status, exit_code, run_dir, message, self._elapsed())
+
+    def _invalid(self, message: str) -> RunOutcome:
+        """An attempt stopped by invalid parameters or inputs (exit 2), recorded as such."""
+        return self._end("invalid", EXIT_INVALID, message)
+
+    def _interrupted(self, exc: BaseException) -> Interrupted:
+        """Clean up after Ctrl-C or SIGTERM, record it, and say in one line what is left."""
+        with _signals_ignored():
+            if self.kernel is not None:
+                self.kernel.kill()
+                self.kernel.stop()
+            left = "nothing was left behind"
+            if self.folder is not None and self.folder.staging.exists():
+                self.folder.discard()
+                left = (
+                    f"the unfinished run folder {self.folder.staging.name} (it held learner data) "
+                    "was removed"
                 )
-            if progress:
-                progress(done, len(tasks), outcomes[i])
-    return [outcomes[i] for i in range(len(tasks))]
+            name = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+            message = (
+                f"interrupted by {name}: the kernel was stopped and {left}; nothing was "
+                "published and the last good report is unchanged. Nothing needs deleting."
+            )
+            if self.params is not None:
+                self._record("interrupted", message)
+        signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else exc.signum
+        return Interrupted(signum, message)
+
+
+_REMOVED = " The run's unfinished folder was removed (it held learner data)."
+
+
+class _signals_ignored:
+    """Ignore SIGINT and SIGTERM while cleaning up (main thread only)."""
+
+    def __enter__(self) -> None:
+        self.saved = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, signal.SIG_IGN)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
