@@ -7,6 +7,7 @@ do); 1 any other failure.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import traceback
@@ -148,16 +149,21 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     from lcstats.running.ledger import damaged_copies, list_runs
 
     table = list_runs(args.output_dir, evaluation=args.evaluation, limit=args.limit)
+    older = [str(p) for p in damaged_copies(args.output_dir)]
+    if args.json:
+        rows = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+        print(json.dumps({"runs": rows, "older_ledgers": older}, indent=2))
+        return EXIT_OK
     if table.empty:
         print("no runs recorded")
     else:
         cols = ["evaluation", "run_id", "status", "started", "duration_s", "message"]
         table["message"] = table["message"].fillna("").str.replace("\n", " ", regex=False)
         print(table[cols].to_string(index=False, max_colwidth=60))
-    for path in damaged_copies(args.output_dir):
+    for path in older:
         print(
-            f"note: older runs are recorded in {path} (a ledger that could not be read was moved "
-            "there)",
+            f"note: older runs are recorded in {path} (a ledger that could not be read was "
+            "moved there)",
             file=sys.stderr,
         )
     return EXIT_OK
@@ -220,6 +226,7 @@ def _add_runs(sub) -> None:
     p.add_argument("--output-dir", type=Path, default=Path("reports"))
     p.add_argument("--evaluation", default=None)
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true", help="machine-readable output for schedulers")
     p.set_defaults(func=_cmd_runs)
 
 
