@@ -22,7 +22,7 @@ report: setup
 	$(BIN)/lcstats run params/example.yaml
 
 test: setup
-	tools/ensure-chromium
+	tools/ensure-system-packages
 	$(BIN)/python -m pytest
 
 lint: setup
@@ -38,7 +38,7 @@ lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 example-data: setup
-	$(BIN)/lcstats simulate --out data/example --learners 2000 --seed 20261128
+	$(BIN)/lcstats simulate --out data/example --learners 2000 --seed 20261128 --activity parquet
 
 benchmark: setup
 	$(BIN)/python benchmarks/estimator_speed.py

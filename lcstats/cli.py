@@ -21,7 +21,7 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a Unix tool killed by a closed pip
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from lcstats.data.simulate import simulate_programme, write_programme
+    from lcstats.data.simulate import simulate_programme, with_logs, write_programme
 
     try:
         programme = simulate_programme(
@@ -29,7 +29,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise InputError(str(exc), source="lcstats simulate") from None
-    paths = write_programme(programme, args.out, fmt=args.format)
+    if args.activity:
+        programme = with_logs(programme)
+    paths = write_programme(
+        programme, args.out, fmt=args.format, activity_format=args.activity or "parquet"
+    )
     for name, path in paths.items():
         print(f"{name}: {path}")
     return EXIT_OK
@@ -183,6 +187,14 @@ def _add_simulate(sub) -> None:
         help="strength of selection into coaching (0 = none)",
     )
     p.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    p.add_argument(
+        "--activity",
+        nargs="?",
+        const="parquet",
+        choices=("parquet", "csv", "xapi"),
+        help="also write a coaching-session log and a learning-activity log (a table, or xAPI "
+        "statements as JSON lines); engagement drives both activity and coaching",
+    )
     p.set_defaults(func=_cmd_simulate)
 
 

@@ -24,9 +24,12 @@ from pydantic import (
 )
 
 from lcstats.core.errors import InputError, Problem
-from lcstats.core.options import METHODS, Estimand, Method
+from lcstats.core.options import ACTIVITY_FEATURES, METHODS, Estimand, Method, UnknownLearners
 
 DATA_KEYS = ("learners", "action_items", "skill_assessments")
+OPTIONAL_DATA_KEYS = ("activity", "coaching_sessions")
+INPUT_KEYS = DATA_KEYS + OPTIONAL_DATA_KEYS
+EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods")
 RUN_ONLY_FIELDS = ("timeout_minutes", "cell_timeout_minutes")  # read by the runner only
 SEE_EXAMPLE = "see params/example.yaml for the expected keys and types"
 # how each required key looks in a params file (for the hint when it is missing)
@@ -50,6 +53,71 @@ EXPECTED_TYPES = {
 }
 
 
+class TableSpec(BaseModel):
+    """Where one input table is and how to read it.
+
+    A file with reading options (``path``, Excel ``sheet``, ``date_format`` or ``dayfirst``), or
+    a database table or query (``source`` with ``table`` or ``query``). ``source`` is a
+    connection URL, usually ``"${VARIABLE}"`` naming an environment variable that holds it, so
+    that no credential is written in the params file.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    path: str | None = None
+    sheet: str | int | None = None
+    date_format: str | None = None
+    dayfirst: bool = False
+    source: str | None = None
+    table: str | None = None
+    query: str | None = None
+
+    @model_validator(mode="after")
+    def _one_place(self) -> TableSpec:
+        problems = _spec_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def is_file(self) -> bool:
+        """True for a file, False for a database table or query."""
+        return self.path is not None
+
+
+def _spec_problems(spec: TableSpec) -> list[str]:
+    """What is inconsistent in a table's mapping (empty when it is fine)."""
+    problems = []
+    if (spec.path is None) == (spec.source is None):
+        problems.append("give either 'path' (a file) or 'source' (a database), not both or neither")
+    if spec.source is not None and (spec.table is None) == (spec.query is None):
+        problems.append("with 'source', give either 'table' or 'query'")
+    if spec.path is not None and (spec.table or spec.query):
+        problems.append("'table' and 'query' go with 'source', not with 'path'")
+    if spec.sheet is not None and not str(spec.path or "").lower().endswith(EXCEL_SUFFIXES):
+        problems.append("'sheet' is for Excel files (.xlsx, .xlsm, .xls, .ods)")
+    if spec.date_format and spec.dayfirst:
+        problems.append("give 'date_format' or 'dayfirst', not both")
+    if spec.date_format and not _is_date_format(spec.date_format):
+        problems.append(
+            f"'date_format' {spec.date_format!r} is not a date format: write it with %d (day), "
+            '%m (month) and %Y (year), for example "%d/%m/%Y"'
+        )
+    return problems
+
+
+def _is_date_format(fmt: str) -> bool:
+    """True when `fmt` writes and reads back a date (day, month and year all present)."""
+    day = dt.date(2031, 12, 25)
+    try:
+        return dt.datetime.strptime(day.strftime(fmt), fmt).date() == day
+    except ValueError:
+        return False
+
+
+TableValue = str | TableSpec
+
+
 class Params(BaseModel):
     """Parameters of one evaluation (the keys of ``params/<evaluation>.yaml``)."""
 
@@ -57,9 +125,31 @@ class Params(BaseModel):
 
     evaluation: str = Field(description="short name of the evaluation; names the report folder")
     title: str = "Coaching evaluation"
-    learners: str = Field(description="learners table (CSV or Parquet)")
-    action_items: str = Field(description="action-plan items table (CSV or Parquet)")
-    skill_assessments: str = Field(description="skill assessments table (CSV or Parquet)")
+    learners: TableValue = Field(description="learners table: a file, or a mapping (see TableSpec)")
+    action_items: TableValue = Field(description="action-plan items table")
+    skill_assessments: TableValue = Field(description="skill assessments table")
+    activity: TableValue | None = Field(
+        default=None,
+        description="learning activity: xAPI statements (JSON lines) or a table learner_id, verb, "
+        "object_id, occurred_at, duration_s; gives pre-programme engagement features",
+    )
+    coaching_sessions: TableValue | None = Field(
+        default=None,
+        description="coaching sessions (learner_id, session_on, coach_id, minutes); gives "
+        "coaching_sessions and coached_from when the learners table lacks them",
+    )
+    baseline_end: str | None = Field(
+        default=None,
+        description="activity features of learners never coached use events before this date "
+        "(YYYY-MM-DD); default the first coaching start",
+    )
+    activity_window_days: int = Field(
+        default=182, description="days of activity before each learner's cut-off that count"
+    )
+    unknown_learners: UnknownLearners = Field(
+        default="exclude",
+        description="rows naming learners absent from the learners table: exclude (counted) or reject",
+    )
     columns: dict[str, dict[str, str]] = Field(
         default_factory=dict,
         description="per table, canonical column name -> column name in your export",
@@ -100,9 +190,28 @@ class Params(BaseModel):
             )
         return v
 
-    @field_validator("as_of")
+    @field_validator(*INPUT_KEYS, mode="before")
     @classmethod
-    def _date(cls, v: str) -> str:
+    def _table(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            try:
+                return TableSpec.model_validate(v)
+            except ValidationError as exc:
+                raise ValueError(_spec_error(exc)) from None
+        return v
+
+    @field_validator("activity_window_days")
+    @classmethod
+    def _window(cls, v: int) -> int:
+        if not 1 <= v <= 3660:
+            raise ValueError("expected a number of days between 1 and 3660 (182 is about 6 months)")
+        return v
+
+    @field_validator("as_of", "baseline_end")
+    @classmethod
+    def _date(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         try:
             dt.date.fromisoformat(v)
         except ValueError:
@@ -151,9 +260,9 @@ class Params(BaseModel):
     @field_validator("columns")
     @classmethod
     def _tables(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-        unknown = sorted(set(v) - set(DATA_KEYS))
+        unknown = sorted(set(v) - set(INPUT_KEYS))
         if unknown:
-            close = [difflib.get_close_matches(u, DATA_KEYS, n=1) for u in unknown]
+            close = [difflib.get_close_matches(u, INPUT_KEYS, n=1) for u in unknown]
             means = "; ".join(
                 f"did you mean '{c[0]}' for '{u}'?"
                 for u, c in zip(unknown, close, strict=True)
@@ -161,7 +270,7 @@ class Params(BaseModel):
             )
             raise ValueError(
                 f"unknown table(s) {', '.join(repr(u) for u in unknown)}; the tables are "
-                f"{', '.join(DATA_KEYS)}" + (f" ({means})" if means else "")
+                f"{', '.join(INPUT_KEYS)}" + (f" ({means})" if means else "")
             )
         return v
 
@@ -182,8 +291,11 @@ class Params(BaseModel):
         return self.model_dump(mode="json", exclude=set(RUN_ONLY_FIELDS))
 
 
-def consistency_problems(params: Params) -> list[tuple[str, str, str]]:
-    """Checks across keys: ``(key, what is wrong, what to do)`` for each inconsistency."""
+Issue = tuple[str, str, str]  # key, what is wrong, what to do
+
+
+def _scale_and_methods(params: Params) -> list[Issue]:
+    """The skill scale's order, and the headline method among the methods."""
     issues = []
     if params.scale_min >= params.scale_max:
         issues.append(
@@ -202,6 +314,20 @@ def consistency_problems(params: Params) -> list[tuple[str, str, str]]:
                 f"add '{params.headline_method}' to methods, or choose one of them as headline_method",
             )
         )
+    if params.estimand == "ATO" and set(params.methods) - {"difference", "ipw"}:
+        issues.append(
+            (
+                "estimand",
+                "estimand 'ATO' (overlap weights) is available with the ipw method only",
+                'use methods: ["difference", "ipw"] and headline_method: "ipw" with ATO',
+            )
+        )
+    return issues
+
+
+def _roles_of_columns(params: Params) -> list[Issue]:
+    """A column is one of treatment, cluster or covariate; activity features need a log."""
+    issues = []
     if params.cluster is not None and params.cluster in params.covariates:
         issues.append(
             (
@@ -218,14 +344,22 @@ def consistency_problems(params: Params) -> list[tuple[str, str, str]]:
                 f"remove '{params.treatment}' from covariates (and cluster)",
             )
         )
-    if params.estimand == "ATO" and set(params.methods) - {"difference", "ipw"}:
+    features = [c for c in params.covariates if c in ACTIVITY_FEATURES]
+    if features and params.activity is None:
         issues.append(
             (
-                "estimand",
-                "estimand 'ATO' (overlap weights) is available with the ipw method only",
-                'use methods: ["difference", "ipw"] and headline_method: "ipw" with ATO',
+                "covariates",
+                f"covariate(s) {', '.join(features)} come from an activity log, and none is given",
+                'add activity: "<xAPI statements .jsonl or activity table>" to the parameters, or '
+                "remove them from covariates",
             )
         )
+    return issues
+
+
+def _repeats(params: Params) -> list[Issue]:
+    """Covariates and methods listed more than once."""
+    issues = []
     for key in ("covariates", "methods"):
         values = list(getattr(params, key))
         repeated = sorted({v for v in values if values.count(v) > 1})
@@ -238,6 +372,11 @@ def consistency_problems(params: Params) -> list[tuple[str, str, str]]:
                 )
             )
     return issues
+
+
+def consistency_problems(params: Params) -> list[Issue]:
+    """Checks across keys: ``(key, what is wrong, what to do)`` for each inconsistency."""
+    return _scale_and_methods(params) + _roles_of_columns(params) + _repeats(params)
 
 
 def _plain(value: Any) -> Any:
@@ -328,12 +467,33 @@ def parse_params(
     if issues:
         raise InputError([Problem(source, msg, hint=hint) for key, msg, hint in issues])
     if base_dir is not None:
-        resolved = {}
-        for key in DATA_KEYS:
-            path = Path(getattr(params, key)).expanduser()
-            resolved[key] = str(path if path.is_absolute() else (Path(base_dir) / path).resolve())
+        resolved = {
+            key: _resolved(getattr(params, key), Path(base_dir))
+            for key in INPUT_KEYS
+            if getattr(params, key) is not None
+        }
         params = params.model_copy(update=resolved)
     return params
+
+
+def _absolute(path: str, base_dir: Path) -> str:
+    """A path relative to `base_dir` (the params file's folder) made absolute."""
+    found = Path(path).expanduser()
+    return str(found if found.is_absolute() else (base_dir / found).resolve())
+
+
+def _resolved(value: TableValue, base_dir: Path) -> TableValue:
+    """A table's value with its file path (or DuckDB file) made absolute."""
+    if isinstance(value, str):
+        return _absolute(value, base_dir)
+    if value.path is not None:
+        return value.model_copy(update={"path": _absolute(value.path, base_dir)})
+    prefix = "duckdb://"
+    if value.source.startswith(prefix) and not value.source.startswith(prefix + "/"):
+        return value.model_copy(
+            update={"source": prefix + _absolute(value.source[len(prefix) :], base_dir)}
+        )
+    return value
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -407,3 +567,28 @@ def load_params(path: str | Path) -> Params:
 def notebook_fields() -> tuple[str, ...]:
     """The parameters a notebook declares: every field except the runner's own."""
     return tuple(f for f in Params.model_fields if f not in RUN_ONLY_FIELDS)
+
+
+def _spec_error(exc: ValidationError) -> str:
+    """One plain sentence for what is wrong in a table's mapping."""
+    keys = ", ".join(TableSpec.model_fields)
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{where}' (the keys are {keys})")
+        elif where:
+            parts.append(f"'{where}': {err['msg']}")
+        else:
+            parts.append(str(err["msg"]).removeprefix("Value error, "))
+    return "; ".join(parts)
+
+
+def table_location(value: TableValue) -> str | None:
+    """The file path of a table (None for a database table or query)."""
+    return value if isinstance(value, str) else value.path
+
+
+def as_spec(value: TableValue) -> TableSpec:
+    """A table's value as a `TableSpec` (a path string becomes ``{path: ...}``)."""
+    return TableSpec(path=value) if isinstance(value, str) else value

@@ -53,3 +53,102 @@ def write_params(path: Path, data_dir: Path, **overrides) -> Path:
     params = {k: v for k, v in params.items() if v is not ...}
     path.write_text(yaml.safe_dump(params, sort_keys=True), encoding="utf-8")
     return path
+
+
+# --- real engines: a PostgreSQL server and a Spark session, started once per test session ------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_postgres(*cmd: str) -> None:
+    """Run a PostgreSQL program as the postgres user (initdb refuses root)."""
+    import subprocess
+
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    done = subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed: {done.stderr or done.stdout}"
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL server of Debian's packages on 127.0.0.1, in a temporary folder.
+
+    Yields a URL with a password (user ``lcstats``, database ``hr``). `make test` installs the
+    server when it is missing (tools/ensure-system-packages).
+    """
+    import glob
+    import shutil
+    import tempfile
+
+    import psycopg
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    assert bins, "PostgreSQL is not installed: run tools/ensure-system-packages (as root)"
+    pg = bins[-1]
+    tmp = tempfile.mkdtemp(prefix="lcstats-pg-")  # pytest's tmp folders are not the postgres user's
+    if os.geteuid() == 0:
+        shutil.chown(tmp, "postgres", "postgres")
+    data, port = os.path.join(tmp, "data"), _free_port()
+    _as_postgres(
+        f"{pg}/initdb",
+        "-D",
+        data,
+        "-U",
+        "postgres",
+        "--auth-local=trust",  # the fixture's own set-up, over the socket in its folder
+        "--auth-host=scram-sha-256",  # over TCP (what lcstats uses), the password counts
+        "--no-sync",
+        "-E",
+        "UTF8",
+        "--locale=C",
+    )
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {tmp} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    _as_postgres(
+        f"{pg}/pg_ctl", "-D", data, "-l", f"{tmp}/log", "-w", "-t", "60", "-o", options, "start"
+    )
+    try:
+        with psycopg.connect(
+            host=tmp, port=port, user="postgres", dbname="postgres", autocommit=True
+        ) as con:
+            con.execute("CREATE ROLE lcstats LOGIN PASSWORD 'S3cret-pw!x'")
+            con.execute("CREATE DATABASE hr OWNER lcstats")
+        yield f"postgresql://lcstats:S3cret-pw%21x@127.0.0.1:{port}/hr"
+    finally:
+        import subprocess
+
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run(
+            [*prefix, f"{pg}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    """A Spark session in local mode (2 cores, few shuffle partitions, Arrow transfers)."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    warehouse = tmp_path_factory.mktemp("spark-warehouse")
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("lcstats-tests")
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.driver.memory", "2g")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.warehouse.dir", str(warehouse))
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

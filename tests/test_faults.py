@@ -312,14 +312,14 @@ def test_run_all_kills_a_worker_that_does_not_stop(tmp_path, small_programme_dir
     folder = tmp_path / "params"
     folder.mkdir()
     write_params(
-        folder / "a-stuck.yaml", small_programme_dir, evaluation="stuck", timeout_minutes=0.05
+        folder / "a-stuck.yaml", small_programme_dir, evaluation="stuck", timeout_minutes=0.3
     )
     write_params(folder / "b-fine.yaml", small_programme_dir, evaluation="fine")
     reports = tmp_path / "reports"
     stopper = start([sys.executable, "-c", STOPPER, str(reports / "stuck")])
     t0 = time.monotonic()
     outcomes = run_all_module.run_all(folder, jobs=2, output_dir=reports, stop_grace_s=2)
-    stopper.wait(timeout=60)
+    stopper.wait(timeout=150)
     assert outcomes[1].status == "succeeded", outcomes
     assert outcomes[0].status == "failed" and "was killed" in outcomes[0].message, outcomes
     assert time.monotonic() - t0 < 90

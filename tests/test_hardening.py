@@ -217,12 +217,12 @@ def duplicate_ids(d: Path) -> dict:
 
 def unknown_learner_items(d: Path) -> dict:
     edit(d, "action_items", cells(learner_id={3: "L99999", 10: "L99999"}))
-    return {}
+    return {"unknown_learners": "reject"}  # by default they are excluded and counted
 
 
 def unknown_learner_assessments(d: Path) -> dict:
     edit(d, "skill_assessments", cells(learner_id={2: "X1"}))
-    return {}
+    return {"unknown_learners": "reject"}
 
 
 def unparseable_dates(d: Path) -> dict:
@@ -375,8 +375,9 @@ CASES = {
     "unparseable dates": Case(
         unparseable_dates,
         (
-            "action_items.csv, column 'due_on': expected a real date written YYYY-MM-DD, found "
-            "'31/02/2026' [rows 4]",
+            "action_items.csv, column 'due_on': expected a date written YYYY-MM-DD; dates such as "
+            "05/01/2026 are ambiguous (5 January or 1 May?), found '31/02/2026' [rows 4]",
+            "dayfirst: true",
             "action_items.csv, column 'created_on': expected a real date written YYYY-MM-DD, "
             "found 'last week' [rows 9]",
             WHAT_TO_DO + "export dates in ISO format",

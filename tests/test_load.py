@@ -170,15 +170,15 @@ def test_missing_file(make, tmp_path):
 
 def test_all_unreadable_files_are_reported_together(tmp_path):
     (tmp_path / "folder.csv").mkdir()
-    (tmp_path / "items.xlsx").write_bytes(b"PK")
+    (tmp_path / "items.json").write_bytes(b"{}")
     with pytest.raises(InputError) as info:
-        load_programme(tmp_path / "nope.csv", tmp_path / "items.xlsx", tmp_path / "folder.csv")
+        load_programme(tmp_path / "nope.csv", tmp_path / "items.json", tmp_path / "folder.csv")
     problems = info.value.problems
-    assert [Path(p.source).name for p in problems] == ["nope.csv", "items.xlsx", "folder.csv"]
+    assert [Path(p.source).name for p in problems] == ["nope.csv", "items.json", "folder.csv"]
     assert "does not exist" in problems[0].message
     assert (
-        "unsupported file type '.xlsx'" in problems[1].message
-        and ".csv or .parquet" in problems[1].hint
+        "unsupported file type '.json'" in problems[1].message
+        and ".csv, .parquet or Excel" in problems[1].hint
     )
     assert "folder" in problems[2].message
 
@@ -381,12 +381,25 @@ def test_duplicate_item_ids(make):
     assert "'A000001'" in p.message
 
 
-def test_rows_for_unknown_learners(make):
+def test_rows_for_unknown_learners_are_excluded_and_counted_by_default(make):
+    folder = make(
+        action_items=setcell("learner_id", {3: "L99999", 8: "L99999"}),
+        skill_assessments=setcell("learner_id", {2: "X1"}),
+    )
+    prog = load(folder)
+    reason = "learner not in the learners table"
+    assert prog.excluded == {"action_items": {reason: 2}, "skill_assessments": {reason: 1}}
+    assert len(prog.action_items) == prog.sources["action_items"].rows_read - 2
+    assert not prog.action_items["learner_id"].eq("L99999").any()
+
+
+def test_rows_for_unknown_learners_are_rejected_when_asked(make):
     problems = problems_of(
         make(
             action_items=setcell("learner_id", {3: "L99999", 8: "L99999"}),
             skill_assessments=setcell("learner_id", {2: "X1"}),
-        )
+        ),
+        unknown_learners="reject",
     )
     assert len(problems) == 2
     items = only(problems, "action_items", "learner_id")
@@ -604,7 +617,8 @@ def test_cross_table_problems_are_reported_with_other_problems(make):
             action_items=lambda f: setcell("learner_id", {1: "L99999"})(
                 setcell("due_on", {2: "2020-01-01"})(f)
             ),
-        )
+        ),
+        unknown_learners="reject",
     )
     assert {(Path(p.source).name, p.column) for p in problems} == {
         ("learners.csv", "team_id"),
@@ -676,8 +690,9 @@ def test_optional_values_match_the_schema():
     from lcstats.data.contract import OPTIONAL_VALUES, REQUIRED_COLUMNS, schemas
 
     for table, schema in schemas((1, 5)).items():
-        nullable = {c for c in REQUIRED_COLUMNS[table] if schema.columns[c].nullable}
-        assert nullable == set(OPTIONAL_VALUES[table]), table
+        named = set(REQUIRED_COLUMNS[table]) | set(OPTIONAL_VALUES.get(table, ()))
+        nullable = {c for c in named if schema.columns[c].nullable}
+        assert nullable == set(OPTIONAL_VALUES.get(table, ())), table
 
 
 def test_read_table_rejects_an_unknown_table_name(tmp_path):

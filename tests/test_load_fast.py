@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 import lcstats.data.load as load
 from lcstats.core.errors import InputError
 from lcstats.data.contract import (
-    _is_in,
     _may_be_padded,
     distinct_values,
+    is_in,
     parse_table,
     schema_problems,
     spread_values,
@@ -387,10 +387,10 @@ def test_padding_check_finds_every_whitespace_character():
     )
 )
 def test_parsing_distinct_values_equals_parsing_every_value(values):
-    from lcstats.data.contract import _dates, _numbers
+    from lcstats.data.contract import _iso_dates, _numbers
 
     text = pd.Series(values * 3, dtype="str")
-    for convert in (_numbers, _dates):
+    for convert in (_numbers, lambda t: _iso_dates(t)[0], lambda t: _iso_dates(t)[1]):
         distinct, codes = distinct_values(text)
         got = spread_values(convert(distinct), codes, text.index)
         pd.testing.assert_series_equal(got, convert(text), check_names=False)
@@ -400,8 +400,8 @@ def test_membership_by_pyarrow_equals_python_sets():
     values = pd.Series(["L1", "L2", None, "L9", "l1", " L1"], dtype="str")
     known = pd.Series(["L1", "L2", "L3"], dtype="str")
     expected = values.isin(set(known)).to_numpy()
-    assert (_is_in(values, known) == expected).all()
-    assert (_is_in(values.astype(object), known.astype(object)) == expected).all()
+    assert (is_in(values, known) == expected).all()
+    assert (is_in(values.astype(object), known.astype(object)) == expected).all()
 
 
 def test_parse_and_checks_leave_the_input_frame_alone():

@@ -119,7 +119,24 @@ def test_every_excluded_row_is_counted_with_its_reason(tiny):
         "rows_read": 7,
         "rows_used": 6,
         "excluded": {"level missing (not assessed)": 1},
+        "notes": {},
     }
+
+
+def test_rows_left_out_while_reading_and_values_changed_are_in_the_quality(tiny):
+    from dataclasses import replace
+
+    reason = "learner not in the learners table"
+    sources = dict(tiny.sources)
+    sources["action_items"] = replace(
+        sources["action_items"], rows_read=10, notes={"spaces trimmed after values": 4}
+    )
+    prog = replace(tiny, sources=sources, excluded={"action_items": {reason: 3}})
+    items = learner_outcomes(prog, as_of="2026-06-30").quality["action_items"]
+    assert items.rows_read == 10 and items.rows_used == 5
+    assert items.excluded[reason] == 3
+    assert items.rows_used + sum(items.excluded.values()) == items.rows_read
+    assert items.as_dict()["notes"] == {"spaces trimmed after values": 4}
 
 
 def test_analysis_sample_counts_each_learner_once(tiny):

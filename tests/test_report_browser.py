@@ -6,7 +6,7 @@ and recorded. The page must load without console errors, page errors or failed r
 every image and every section, and a full-page screenshot is kept at
 ``reports/screenshots/report-example.png`` for people to look at.
 
-Chromium is required: when it is missing this test fails (run ``tools/ensure-chromium``).
+Chromium is required: when it is missing this test fails (run ``tools/ensure-system-packages``).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ REMOTE_ATTRIBUTE = re.compile(
 )
 REMOTE_CSS = re.compile(r"""url\(\s*["']?\s*(?:https?:)?//""", re.I)
 INSTALL_HINT = (
-    "run tools/ensure-chromium (as root it installs Debian's chromium with apt-get), or "
+    "run tools/ensure-system-packages (as root it installs Debian's chromium with apt-get), or "
     "`sudo apt-get install chromium`, or set LCSTATS_CHROMIUM=/path/to/chromium. Do not run "
     "`playwright install`: the test uses the system browser and needs no network."
 )

@@ -20,8 +20,14 @@ class Problem:
         The column concerned, if any.
     rows : tuple of int
         Example row numbers as a spreadsheet shows them (header is row 1).
+    n_rows : int
+        How many rows have the problem.
     hint : str
         What to do about it.
+    keys : tuple of str
+        For tables from a database (which have no row numbers): the example rows' key values.
+    key : str
+        The column(s) those key values come from.
     """
 
     source: str
@@ -30,16 +36,19 @@ class Problem:
     rows: tuple[int, ...] = field(default_factory=tuple)
     n_rows: int = 0
     hint: str = ""
+    keys: tuple[str, ...] = field(default_factory=tuple)
+    key: str = ""
 
     def __str__(self) -> str:
         where = self.source
         if self.column:
             where += f", column '{self.column}'"
         text = f"{where}: {self.message}"
-        if self.rows:
-            shown = ", ".join(str(r) for r in self.rows[:5])
-            more = f" (and {self.n_rows - len(self.rows[:5])} more)" if self.n_rows > 5 else ""
-            text += f" [rows {shown}{more}]"
+        examples, label = (self.keys, self.key) if self.keys else (self.rows, "rows")
+        if examples:
+            shown = ", ".join(str(r) for r in examples[:5])
+            more = f" (and {self.n_rows - len(examples[:5])} more)" if self.n_rows > 5 else ""
+            text += f" [{label} {shown}{more}]"
         if self.hint:
             text += f"\n    what to do: {self.hint}"
         return text

@@ -55,18 +55,24 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
         "target_level",
     ),
 }
+# the optional log of coaching sessions (coach_id and minutes may be absent)
+REQUIRED_COLUMNS["coaching_sessions"] = ("learner_id", "session_on")
 BINARY_COLUMNS = {"learners": ("coached", "manager_coached")}
 DATE_COLUMNS = {
+    "learners": ("coached_from",),
     "action_items": ("created_on", "due_on", "completed_on"),
     "skill_assessments": ("assessed_on",),
+    "coaching_sessions": ("session_on",),
 }
 NUMBER_COLUMNS = {
     "learners": ("tenure_months", "coaching_sessions"),
     "skill_assessments": ("level", "target_level"),
+    "coaching_sessions": ("minutes",),
 }
 # columns that may be left empty (every other column of the contract needs a value in every row)
 OPTIONAL_VALUES = {
-    "learners": ("tenure_months",),
+    "learners": ("tenure_months", "coached_from"),
+    "coaching_sessions": ("minutes",),
     "action_items": ("completed_on",),
     "skill_assessments": ("assessed_on", "level"),
 }
@@ -75,6 +81,18 @@ FIRST_DATE = pd.Timestamp.min.ceil("D")
 LAST_DATE = pd.Timestamp.max.floor("D")
 WAVES = ("pre", "post")
 ASSESSMENT_KEY = ("learner_id", "skill", "wave")
+# what identifies a row of each table (rows from a database are named by it; its order is kept)
+TABLE_KEYS = {
+    "learners": ("learner_id",),
+    "action_items": ("item_id",),
+    "skill_assessments": ASSESSMENT_KEY,
+    "coaching_sessions": ("learner_id", "session_on"),
+}
+# values changed while reading, as counted in the data-quality notes
+MAPPED_FLAGS = "yes/no or true/false written as 1/0"
+TIMES_DROPPED = "times of day dropped from dates"
+DAY_FIRST = "dates read day first (day/month/year)"
+DMY = r"(\d{1,2})[./\-](\d{1,2})[./\-](\d{4})"
 
 
 def _text(unique: bool = False, nullable: bool = False) -> pandera.Column:
@@ -126,6 +144,7 @@ def _schemas(lo: float, hi: float) -> dict[str, pandera.DataFrameSchema]:
                     float, [pandera.Check.ge(0), _whole_number()], nullable=False
                 ),
                 "manager_coached": _binary(required=False),
+                "coached_from": pandera.Column("datetime64[ns]", nullable=True, required=False),
             },
             strict=False,
             name="learners",
@@ -154,6 +173,17 @@ def _schemas(lo: float, hi: float) -> dict[str, pandera.DataFrameSchema]:
             name="skill_assessments",
             unique=list(ASSESSMENT_KEY),
         ),
+        "coaching_sessions": pandera.DataFrameSchema(
+            {
+                "learner_id": _text(),
+                "session_on": pandera.Column("datetime64[ns]", nullable=False),
+                "minutes": pandera.Column(
+                    float, pandera.Check.ge(0), nullable=True, required=False
+                ),
+            },
+            strict=False,
+            name="coaching_sessions",
+        ),
     }
 
 
@@ -180,6 +210,7 @@ class ParsedTable:
     frame: pd.DataFrame
     problems: tuple[Problem, ...]
     unreadable: dict[str, pd.Index] = field(default_factory=dict)
+    notes: dict[str, int] = field(default_factory=dict)  # values changed while parsing, counted
 
 
 def _rows(index: Iterable[int]) -> tuple[int, ...]:
@@ -274,59 +305,131 @@ def _numbers(text: pd.Series) -> pd.Series:
     return value.where(np.isfinite(value))
 
 
-def _dates(text: pd.Series) -> pd.Series:
-    """Text written YYYY-MM-DD (a time after it is ignored) as dates (NaT where it is not one)."""
-    day = text.str.strip().str.extract(f"^{DATE_PATTERN}$", expand=False)
-    return pd.to_datetime(day, format=DATE_FORMAT, errors="coerce")
-
-
 # A failure found while parsing a column: which of its (distinct) values fail, message, hint.
-# Every parser takes the distinct text values, the column and the table (not all use the last two).
 _Failure = tuple[pd.Series, str, str]
+# A note on values changed while parsing: which of the (distinct) values, and what was done.
+_Note = tuple[pd.Series, str]
 
 
-def _parse_binary(text: pd.Series, col: str, table: str) -> tuple[pd.Series, list[_Failure]]:
+@dataclass(frozen=True)
+class Reading:
+    """How the dates of a table are written, besides YYYY-MM-DD (from its params mapping)."""
+
+    date_format: str | None = None
+    dayfirst: bool = False
+
+
+def _iso_dates(text: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Text written YYYY-MM-DD (a time after it is ignored) as dates; and which had a time."""
+    stripped = text.str.strip()
+    day = stripped.str.extract(f"^{DATE_PATTERN}$", expand=False)
+    timed = day.notna() & (stripped.str.len() > day.str.len())
+    return pd.to_datetime(day, format=DATE_FORMAT, errors="coerce"), timed
+
+
+def _other_dates(text: pd.Series, reading: Reading) -> tuple[pd.Series, pd.Series]:
+    """Dates written as `reading` says (day first, or a format); and which had a time."""
+    stripped = text.str.strip()
+    if reading.date_format:
+        full = pd.to_datetime(stripped, format=reading.date_format, errors="coerce")
+        return full.dt.normalize(), full.notna() & (full != full.dt.normalize())
+    parts = stripped.str.extract(f"^{DMY}(?:[ T].*)?$")
+    ymd = parts[2].str.zfill(4) + "-" + parts[1].str.zfill(2) + "-" + parts[0].str.zfill(2)
+    parsed = pd.to_datetime(ymd, format=DATE_FORMAT, errors="coerce")
+    return parsed, parsed.notna() & (
+        stripped.str.len() > stripped.str.extract(f"^({DMY})")[0].str.len()
+    )
+
+
+def _date_failure(text: pd.Series, parsed: pd.Series, reading: Reading) -> _Failure:
+    """Dates that cannot be read: the message names the params option that would read them."""
+    bad = text.notna() & parsed.isna()
+    if reading.date_format:
+        return (
+            bad,
+            f"expected a real date written {reading.date_format} (date_format) or YYYY-MM-DD",
+            "check the day and month exist, or correct 'date_format' in the parameters",
+        )
+    if reading.dayfirst:
+        return (
+            bad,
+            "expected a real date written day/month/year or YYYY-MM-DD",
+            "check the day and month exist",
+        )
+    if text[bad].str.strip().str.match(f"^{DMY}").any():
+        return (
+            bad,
+            "expected a date written YYYY-MM-DD; dates such as 05/01/2026 are ambiguous (5 January "
+            "or 1 May?)",
+            "say how this table writes dates in the parameters: dayfirst: true (05/01/2026 is "
+            '5 January) or date_format: "%m/%d/%Y" (1 May), for example '
+            'action_items: {path: "items.csv", dayfirst: true}; or export dates as YYYY-MM-DD '
+            "(for example 2026-03-31)",
+        )
+    return (
+        bad,
+        "expected a real date written YYYY-MM-DD",
+        "export dates in ISO format (for example 2026-03-31) and check the day and month exist",
+    )
+
+
+def _parse_binary(
+    text: pd.Series, col: str, table: str, reading: Reading
+) -> tuple[pd.Series, list[_Failure], list[_Note]]:
     """0/1 flags from their accepted spellings (`YES`, `NO`)."""
     lowered = text.str.strip().str.lower()
     value = pd.Series(pd.NA, index=text.index, dtype="Int64")
     value[lowered.isin(YES)] = 1
     value[lowered.isin(NO)] = 0
-    return value, [
-        (
-            text.notna() & value.isna(),
-            f"expected {BINARY_SPELLINGS}",
-            f"code '{col}' as 1 (yes) or 0 (no) in every row",
-        )
-    ]
+    failure = (
+        text.notna() & value.isna(),
+        f"expected {BINARY_SPELLINGS}",
+        f"code '{col}' as 1 (yes) or 0 (no) in every row",
+    )
+    mapped = value.notna() & ~lowered.isin(("0", "1"))
+    return value, [failure], [(mapped, MAPPED_FLAGS)]
 
 
-def _parse_number(text: pd.Series, col: str, table: str) -> tuple[pd.Series, list[_Failure]]:
+def _parse_number(
+    text: pd.Series, col: str, table: str, reading: Reading
+) -> tuple[pd.Series, list[_Failure], list[_Note]]:
     """Finite numbers."""
     value = _numbers(text)
     hint = "use plain numbers with a '.' decimal point and no units or text"
     if col in OPTIONAL_VALUES.get(table, ()):
         hint += "; leave the cell empty when there is no value"
-    return value, [(text.notna() & value.isna(), "expected a number", hint)]
+    return value, [(text.notna() & value.isna(), "expected a number", hint)], []
 
 
-def _parse_date(text: pd.Series, col: str, table: str) -> tuple[pd.Series, list[_Failure]]:
-    """Dates written YYYY-MM-DD, within the range pandas holds."""
-    parsed = _dates(text)
+def _parse_date(
+    text: pd.Series, col: str, table: str, reading: Reading
+) -> tuple[pd.Series, list[_Failure], list[_Note]]:
+    """Dates written YYYY-MM-DD (or as `reading` says), within the range pandas holds."""
+    parsed, timed = _iso_dates(text)
+    notes: list[_Note] = []
+    if reading.date_format or reading.dayfirst:
+        other, other_timed = _other_dates(text, reading)
+        used = parsed.isna() & other.notna()
+        parsed, timed = parsed.where(~used, other), timed | (used & other_timed)
+        what = (
+            f"dates read with the format {reading.date_format}"
+            if reading.date_format
+            else DAY_FIRST
+        )
+        notes.append((used, what))
+    notes.append((timed & parsed.notna(), TIMES_DROPPED))
     # dates are held to the nanosecond, which reaches from 1677-09-22 to 2262-04-11 only
     too_far = parsed.notna() & ((parsed < FIRST_DATE) | (parsed > LAST_DATE))
     value = parsed.where(~too_far).astype("datetime64[ns]")
-    return value, [
-        (
-            text.notna() & parsed.isna(),
-            "expected a real date written YYYY-MM-DD",
-            "export dates in ISO format (for example 2026-03-31) and check the day and month exist",
-        ),
+    failures = [
+        _date_failure(text, parsed, reading),
         (
             too_far,
             f"expected a date between {FIRST_DATE:%Y-%m-%d} and {LAST_DATE:%Y-%m-%d}",
             "check the year in these rows (a typing slip such as 2206 for 2026?)",
         ),
     ]
+    return value, failures, notes
 
 
 # the columns of each kind, and the parser of that kind (in the order they are parsed)
@@ -357,33 +460,54 @@ def _parse_covariates(out: pd.DataFrame) -> None:
             out[col] = spread_values(value, codes, out.index)
 
 
-def parse_table(table: str, frame: pd.DataFrame, source: str) -> ParsedTable:
+def _count(mask: pd.Series, codes: np.ndarray | None) -> int:
+    """Rows for which a mask over distinct values holds."""
+    values = mask.to_numpy(dtype=bool)
+    return int(values.sum() if codes is None else values[codes].sum())
+
+
+def parse_table(
+    table: str,
+    frame: pd.DataFrame,
+    source: str,
+    *,
+    date_format: str | None = None,
+    dayfirst: bool = False,
+) -> ParsedTable:
     """Turn text columns into numbers, dates and 0/1 flags, recording what cannot be read.
 
     `frame` holds text (as read from the file, empty cells missing); values that cannot be
     parsed become problems (one per column, with example rows), not silent missing values.
+    Dates are written YYYY-MM-DD, or as `date_format` (strptime) or day first (`dayfirst`) say.
+    Values changed on the way (yes/no as 1/0, times of day dropped, dates read day first) are
+    counted in the result's ``notes``.
     """
     out = frame.copy(deep=False)  # copy on write: `frame` stays as it is
     index = out.index
+    reading = Reading(date_format, dayfirst)
     problems: list[Problem] = []
     unreadable: dict[str, pd.Index] = {}
+    notes: dict[str, int] = {}
     for columns, parse in _PARSERS:
         for col in [c for c in columns.get(table, ()) if c in out]:
             text, codes = _distinct_text(out[col])
-            value, failures = parse(text, col, table)
+            value, failures, changed = parse(text, col, table, reading)
             for mask, message, hint in failures:
                 bad = index[spread_values(mask, codes, index).to_numpy(dtype=bool)]
                 if len(bad):
                     unreadable[col] = unreadable[col].union(bad) if col in unreadable else bad
                     found = _examples(frame.loc[bad, col])
                     problems.append(_problem(source, col, f"{message}, found {found}", bad, hint))
+            for mask, what in changed:
+                if n := _count(mask, codes):
+                    notes[what] = notes.get(what, 0) + n
             out[col] = spread_values(value, codes, index)
     if table == "learners":
         _parse_covariates(out)
     if table == "skill_assessments" and "wave" in out:
         text, codes = _distinct_text(out["wave"])
         out["wave"] = spread_values(text.str.strip().str.lower(), codes, index)
-    return ParsedTable(out, tuple(problems), unreadable)
+    return ParsedTable(out, tuple(problems), unreadable, notes)
 
 
 # message and hint of a failed schema check, by check; filled in by `_describe_check`
@@ -499,7 +623,7 @@ def schema_problems(
     return problems
 
 
-def _is_in(values: pd.Series, known: pd.Series) -> np.ndarray:
+def is_in(values: pd.Series, known: pd.Series) -> np.ndarray:
     """``values.isin(set(known))`` as a boolean array; by pyarrow when both hold text.
 
     (pandas' `isin` on text held by pyarrow turns every known value into a Python object.)
@@ -535,7 +659,7 @@ def cross_table_problems(
         ):
             if "learner_id" not in frame:
                 continue
-            bad = frame.index[~_is_in(frame["learner_id"], known) & frame["learner_id"].notna()]
+            bad = frame.index[~is_in(frame["learner_id"], known) & frame["learner_id"].notna()]
             if len(bad):
                 problems.append(
                     _problem(
@@ -563,19 +687,40 @@ def cross_table_problems(
                     "check the dates in these rows (day and month swapped?)",
                 )
             )
-    if treatment == "coached" and {"coached", "coaching_sessions"} <= set(learners):
+    if treatment == "coached":
+        problems.extend(coaching_problems(learners, sources["learners"]))
+    return problems
+
+
+def coaching_problems(learners: pd.DataFrame, source: str) -> list[Problem]:
+    """Learners marked not coached who have coaching sessions or a coaching start date."""
+    problems = []
+    if "coached" not in learners:
+        return problems
+    not_coached = learners["coached"] == 0
+    checks = []
+    if "coaching_sessions" in learners:
         sessions = learners["coaching_sessions"]
         # fractional counts are reported by the schema already; judge only whole numbers here
-        mask = (learners["coached"] == 0) & (sessions > 0) & (sessions == sessions.round())
+        checks.append(
+            (
+                "coaching_sessions",
+                not_coached & (sessions > 0) & (sessions == sessions.round()),
+                "learners marked not coached (coached = 0) have coaching sessions (expected 0)",
+                "set coached = 1 for them, or their session count to 0",
+            )
+        )
+    if "coached_from" in learners:
+        checks.append(
+            (
+                "coached_from",
+                not_coached & learners["coached_from"].notna(),
+                "learners marked not coached (coached = 0) have a coaching start date",
+                "set coached = 1 for them, or leave coached_from empty",
+            )
+        )
+    for column, mask, message, hint in checks:
         bad = learners.index[mask.fillna(False).astype(bool)]
         if len(bad):
-            problems.append(
-                _problem(
-                    sources["learners"],
-                    "coaching_sessions",
-                    "learners marked not coached (coached = 0) have coaching sessions (expected 0)",
-                    bad,
-                    "set coached = 1 for them, or their session count to 0",
-                )
-            )
+            problems.append(_problem(source, column, message, bad, hint))
     return problems

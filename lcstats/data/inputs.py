@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from lcstats.core.errors import LcstatsError
 from lcstats.core.files import dumps_json
+from lcstats.params import INPUT_KEYS, as_spec, table_location
 
 if TYPE_CHECKING:
     from lcstats.data.load import Programme
@@ -34,17 +35,65 @@ def required_learner_columns(params: Params) -> tuple[str, ...]:
 
 
 def read_inputs(params: Params) -> Programme:
-    """Read, parse and validate the three tables the parameters name (see `load_programme`)."""
+    """Read, parse and validate the tables the parameters name (see `load_programme`).
+
+    A coaching-session log, when given, adds ``coaching_sessions``, ``coached`` and
+    ``coached_from`` where the learners table lacks them (`lcstats.data.sessions`); an activity
+    log adds pre-programme engagement features (`lcstats.data.activity`).
+    """
+    from lcstats.data.activity import FEATURES, with_activity_features
     from lcstats.data.load import load_programme
 
-    return load_programme(
+    derived = FEATURES if params.activity is not None else ()
+    programme = load_programme(
         params.learners,
         params.action_items,
         params.skill_assessments,
         columns=params.columns,
         scale=(params.scale_min, params.scale_max),
         required_learner_columns=required_learner_columns(params),
+        derived_learner_columns=derived,
+        unknown_learners=params.unknown_learners,
+        coaching_sessions=params.coaching_sessions,
+        as_of=params.as_of,
     )
+    if params.activity is None:
+        return programme
+    return with_activity_features(
+        programme,
+        as_spec(params.activity),
+        baseline_end=params.baseline_end,
+        window_days=params.activity_window_days,
+        columns=params.columns.get("activity"),
+    )
+
+
+def input_hashes(programme: Programme) -> dict[str, str]:
+    """What identifies each input read: a file's SHA-256, else (a database) its rows' fingerprint."""
+    hashes = {t: s.sha256 or s.fingerprint for t, s in programme.sources.items()}
+    if programme.activity is not None:
+        hashes["activity"] = programme.activity.fingerprint
+    return hashes
+
+
+def file_hashes(params: Params) -> dict[str, str] | None:
+    """SHA-256 of every input file, without reading the tables; None when an input is a
+    database (its rows must be read to know them) or a file cannot be read."""
+    from lcstats.core.files import sha256_file
+
+    hashes = {}
+    for key in INPUT_KEYS:
+        value = getattr(params, key)
+        if value is None:
+            continue
+        path = table_location(value)
+        if path is None:
+            return None
+        try:
+            hashes[key] = sha256_file(path)
+        except OSError:
+            return None
+    return hashes
 
 
 def hand_over(programme: Programme, params: Params, path: str | Path) -> Path:

@@ -16,8 +16,9 @@ import hashlib
 import io
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,18 +27,23 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from lcstats.core.errors import InputError, Problem
-from lcstats.core.options import TABLES
+from lcstats.core.options import TABLES, UNKNOWN_LEARNERS, check_choice
 from lcstats.core.resources import check_input_size
 from lcstats.data.contract import (
     BINARY_COLUMNS,
     REQUIRED_COLUMNS,
+    TABLE_KEYS,
     cross_table_problems,
     distinct_values,
+    is_in,
     parse_table,
     schema_problems,
     spread_values,
     strip_text,
 )
+from lcstats.data.sessions import DERIVED_COLUMNS, derive_coaching
+from lcstats.data.typed import as_text, read_excel, read_parquet
+from lcstats.params import EXCEL_SUFFIXES, TableSpec, as_spec
 
 SEPARATORS = ((";", "semicolons"), ("\t", "tabs"), ("|", "'|' characters"))
 BOM = codecs.BOM_UTF8
@@ -51,12 +57,22 @@ _CHUNK = 1 << 22  # bytes looked at at once when checking quotes and encoding (b
 
 @dataclass(frozen=True)
 class SourceFile:
-    """Where a table came from: path, SHA-256 of its bytes, and rows read."""
+    """Where a table came from, and what reading it did.
+
+    ``path`` is the file, or for a database a description without credentials (see
+    `lcstats.data.sources`); ``sha256`` is the file's bytes (for a database: the fingerprint of
+    the rows read); ``fingerprint`` is the SHA-256 of the validated rows in key order, the same
+    whatever the source; ``notes`` counts values changed while reading (spaces trimmed, times of
+    day dropped, yes/no written as 1/0, a byte-order mark removed).
+    """
 
     table: str
     path: str
     sha256: str
     rows_read: int
+    kind: str = "file"  # file | duckdb | postgres | spark
+    fingerprint: str = ""
+    notes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,9 @@ class Programme:
     skill_assessments: pd.DataFrame
     sources: dict[str, SourceFile]
     scale: tuple[float, float]
+    excluded: dict[str, dict[str, int]] = field(default_factory=dict)  # by table, rows by reason
+    coaching_sessions: pd.DataFrame | None = None  # the session log used, when one was given
+    activity: Any = None  # an `lcstats.data.activity.ActivitySummary`, when a log was given
 
     def table(self, name: str) -> pd.DataFrame:
         """Return a table by its canonical name."""
@@ -436,9 +455,11 @@ def _read_csv(raw: bytes, source: str, table: str) -> tuple[pd.DataFrame, bool]:
     return _read_csv_text(raw, source, table), False
 
 
-def _cleaned(frame: pd.DataFrame, source: str, *, fast: bool) -> pd.DataFrame:
-    """`_clean`, and for the fast reader without the rows left wholly empty."""
-    frame = _clean(frame, source)
+def _cleaned(
+    frame: pd.DataFrame, source: str, *, fast: bool, notes: dict[str, int] | None = None
+) -> pd.DataFrame:
+    """`_clean`, and for the fast reader (or a typed source) without rows left wholly empty."""
+    frame = _clean(frame, source, notes)
     if fast:
         frame = _drop_blank_rows(frame)
     _release_memory(frame)
@@ -454,21 +475,32 @@ def _empty(source: str, table: str) -> Problem:
     )
 
 
-def _clean(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+TRIMMED = "spaces trimmed after values"
+BOM_REMOVED = "byte-order mark removed from the start of the file"
+
+
+def _clean(frame: pd.DataFrame, source: str, notes: dict[str, int] | None = None) -> pd.DataFrame:
     """Stripped text names and values; empty cells missing; empty unnamed columns dropped.
 
-    Raises `InputError` when two columns have the same name.
+    Values whose spaces were trimmed are counted in `notes`. Raises `InputError` when two
+    columns have the same name.
     """
     columns: dict[str, pd.Series] = {}
     names: list[str] = []
+    notes = {} if notes is None else notes
     for i in range(frame.shape[1]):
         name = str(frame.columns[i]).strip()
         values = frame.iloc[:, i]
-        if values.dtype != "str":  # (from Parquet) each distinct number or date written once
+        if values.dtype != "str":  # each distinct value written once
             distinct, codes = distinct_values(values)
             text = distinct.astype("str").where(distinct.notna())
             values = spread_values(text, codes, values.index)
         text = strip_text(values)
+        if text is not values:
+            # spaces before a value are CSV layout (after a comma), not counted
+            changed = int(((values.str.lstrip(" ") != text) & (text != "")).fillna(False).sum())
+            if changed:
+                notes[TRIMMED] = notes.get(TRIMMED, 0) + changed
         empty = text == ""
         if empty.any():
             text = text.where(~empty)
@@ -492,31 +524,6 @@ def _clean(frame: pd.DataFrame, source: str) -> pd.DataFrame:
             ]
         )
     return pd.DataFrame(columns, index=frame.index)
-
-
-def _read_parquet(raw: bytes, source: str) -> pd.DataFrame:
-    """A Parquet file's columns (the index as columns); `InputError` when unreadable."""
-    try:
-        frame = pd.read_parquet(io.BytesIO(raw))
-    except Exception as exc:  # pyarrow raises many types for a corrupt file
-        raise InputError(
-            Problem(
-                source,
-                f"not a readable Parquet file ({type(exc).__name__}: {exc})",
-                hint="export the table again, or as CSV",
-            )
-        ) from None
-    if any(name is not None for name in frame.index.names):
-        frame = frame.reset_index()  # a column saved as the index (e.g. learner_id) is a column
-    frame = frame.reset_index(drop=True)
-    for name in frame.columns:
-        values = frame[name]
-        # whole numbers stored as floats (an id or count column with gaps) read as in a CSV: 7, not 7.0
-        if pd.api.types.is_float_dtype(values) and values.notna().any():
-            known = values.dropna()
-            if (known % 1 == 0).all() and known.abs().max() < 2**53:
-                frame[name] = values.astype("Int64")
-    return frame
 
 
 def _map_columns(
@@ -590,8 +597,13 @@ def _read_bytes(path: Path, table: str) -> bytes:
         ) from None
 
 
-def _read_file(path: Path, table: str) -> tuple[pd.DataFrame, str]:
-    """A file's values as clean text (see `read_table`), and the SHA-256 of its bytes.
+FILE_TYPES = (".csv", ".txt", ".parquet", *EXCEL_SUFFIXES)
+
+
+def _read_file(
+    path: Path, table: str, sheet: str | int | None = None
+) -> tuple[pd.DataFrame, str, dict[str, int]]:
+    """A file's values as clean text (see `read_table`), the SHA-256 of its bytes, and notes.
 
     The reader is chosen by the file type. Raises `InputError` when the file is missing, of an
     unsupported type, empty or unreadable, or has no data rows.
@@ -600,23 +612,26 @@ def _read_file(path: Path, table: str) -> tuple[pd.DataFrame, str]:
     raw = _read_bytes(path, table)
     digest = hashlib.sha256(raw).hexdigest()
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".txt", ".parquet"):
+    if suffix not in FILE_TYPES:
         raise InputError(
             Problem(
                 source,
                 f"unsupported file type '{suffix or path.name}'",
-                hint="use a .csv or .parquet file",
+                hint="use a .csv, .parquet or Excel (.xlsx) file, or a database source",
             )
         )
     if not raw or raw.isspace():  # (raw.strip() would copy the file)
         raise InputError(_empty(source, table))
-    fast = False
+    notes: dict[str, int] = {BOM_REMOVED: 1} if raw.startswith(BOM) else {}
+    fast = True  # typed sources may have wholly empty rows (Excel): dropped like the fast reader's
     if suffix == ".parquet":
-        frame = _read_parquet(raw, source)
+        frame = read_parquet(raw, source)
+    elif suffix in EXCEL_SUFFIXES:
+        frame = read_excel(raw, source, sheet)
     else:
         frame, fast = _read_csv(raw, source, table)
     del raw  # the file's bytes are no longer needed: free them before cleaning
-    frame = _cleaned(frame, source, fast=fast)
+    frame = _cleaned(frame, source, fast=fast, notes=notes)
     if frame.empty:
         raise InputError(
             Problem(
@@ -625,7 +640,25 @@ def _read_file(path: Path, table: str) -> tuple[pd.DataFrame, str]:
                 hint=f"export the {table} table again",
             )
         )
-    return frame, digest
+    return frame, digest, notes
+
+
+def _read_database(spec: TableSpec, table: str) -> tuple[pd.DataFrame, SourceFile]:
+    """A database table as clean text in key order (rows numbered from 0), and its source."""
+    from lcstats.data.sources import read_source_table
+
+    typed, source = read_source_table(spec, table, where=f"{table} (source)")
+    where = source.describe(spec)
+    notes: dict[str, int] = {}
+    frame = _cleaned(as_text(typed), where, fast=True, notes=notes)
+    if frame.empty:
+        raise InputError(
+            Problem(where, f"the {table} table has no rows", hint="check the table or the query")
+        )
+    keys = [k for k in TABLE_KEYS[table] if k in frame]
+    if keys:
+        frame = frame.sort_values(keys, kind="stable", ignore_index=True)
+    return frame, SourceFile(table, where, "", len(frame), kind=source.engine, notes=notes)
 
 
 def _missing_columns(
@@ -681,69 +714,168 @@ def _missing_named_columns(
 
 
 def read_table(
-    path: str | Path,
+    path: str | Path | TableSpec,
     table: str,
     *,
     columns: dict[str, str] | None = None,
     required: tuple[str, ...] = (),
+    optional: tuple[str, ...] = (),
 ) -> tuple[pd.DataFrame, SourceFile]:
     """Read one input table as text with canonical column names.
 
     Every value is stripped text (empty cells are missing); the index holds the CSV line number
-    minus 2 (so blank lines do not shift the row numbers in problems).
+    minus 2 (so blank lines do not shift the row numbers in problems); a table from a database
+    is in key order, numbered from 0.
 
     Parameters
     ----------
-    path : str or Path
-        A ``.csv`` or ``.parquet`` file.
+    path : str, Path or TableSpec
+        A ``.csv``, ``.parquet`` or Excel file, or a `TableSpec` (a file with its sheet, or a
+        database table or query).
     table : {"learners", "action_items", "skill_assessments"}
         Which table of the contract this is.
     columns : dict, optional
         Canonical column name -> the column's name in this file.
     required : tuple of str
         Further columns the parameters name (treatment, covariates, cluster) that must be present.
+    optional : tuple of str
+        Columns of the contract that may be absent because they are derived from another input
+        (``coaching_sessions`` and ``coached`` from a coaching-session log).
 
     Raises
     ------
     InputError
         When the file is missing, empty, unreadable or lacks a required column.
     """
-    path = Path(path)
-    source = str(path)
-    if table not in TABLES:
-        raise ValueError(f"table={table!r} is not allowed; choose one of {', '.join(TABLES)}")
-    frame, digest = _read_file(path, table)
-    frame, problems = _map_columns(frame, table, columns or {}, source)
+    if table not in CONTRACT_TABLES:
+        raise ValueError(
+            f"table={table!r} is not allowed; choose one of {', '.join(CONTRACT_TABLES)}"
+        )
+    spec = as_spec(str(path)) if isinstance(path, str | Path) else path
+    if spec.is_file:
+        frame, digest, notes = _read_file(Path(spec.path), table, spec.sheet)
+        src = SourceFile(table, str(spec.path), digest, len(frame), notes=notes)
+    else:
+        frame, src = _read_database(spec, table)
+    frame, problems = _map_columns(frame, table, columns or {}, src.path)
     mapped = {p.column for p in problems}
-    problems += _missing_columns(frame, table, source, mapped=mapped)
-    problems += _missing_named_columns(frame, table, required, source, mapped=mapped)
+    problems += _missing_columns(frame, table, src.path, mapped=mapped | set(optional))
+    problems += _missing_named_columns(frame, table, required, src.path, mapped=mapped)
     if problems:
         raise InputError(problems)
-    return frame, SourceFile(table, source, digest, len(frame))
+    return frame, replace(src, rows_read=len(frame))
+
+
+UNKNOWN_LEARNER = "learner not in the learners table"
+CONTRACT_TABLES = (*TABLES, "coaching_sessions")
+
+
+def _with_keys(problems: list[Problem], frame: pd.DataFrame, table: str) -> list[Problem]:
+    """Problems of a database table naming rows by their key values (it has no row numbers)."""
+    keys = [k for k in TABLE_KEYS[table] if k in frame]
+    out = []
+    for problem in problems:
+        if not problem.rows or not keys:
+            out.append(problem)
+            continue
+        rows = frame.loc[[r - 2 for r in problem.rows if r - 2 in frame.index], keys]
+        shown = tuple(
+            " / ".join("(empty)" if pd.isna(v) else str(v) for v in row)
+            for row in rows.itertuples(index=False)
+        )
+        out.append(replace(problem, rows=(), keys=shown, key=" / ".join(keys)))
+    return out
+
+
+def _load_table(
+    table: str, location: str | Path | TableSpec, options: dict
+) -> tuple[pd.DataFrame | None, SourceFile | None, list[Problem]]:
+    """Read, parse and check one table; its parsed frame, source and problems."""
+    spec = as_spec(str(location)) if isinstance(location, str | Path) else location
+    scale = options.pop("scale")
+    try:
+        frame, src = read_table(spec, table, **options)
+    except InputError as exc:
+        return None, None, list(exc.problems)
+    parsed = parse_table(
+        table, frame, src.path, date_format=spec.date_format, dayfirst=spec.dayfirst
+    )
+    _release_memory(parsed.frame)
+    problems = list(parsed.problems) + schema_problems(
+        table, parsed.frame, src.path, scale, unreadable=parsed.unreadable
+    )
+    if not spec.is_file:
+        problems = _with_keys(problems, frame, table)
+    del frame
+    _release_memory(parsed.frame)
+    return parsed.frame, replace(src, notes=src.notes | parsed.notes), problems
+
+
+def _exclude_unknown(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, int]]:
+    """Drop rows naming learners absent from the learners table (in place); counts by table."""
+    known = frames["learners"]["learner_id"]
+    excluded: dict[str, dict[str, int]] = {}
+    if known.isna().any():
+        return excluded  # missing learner ids are reported as problems
+    for table in [
+        t for t in ("action_items", "skill_assessments", "coaching_sessions") if t in frames
+    ]:
+        frame = frames[table]
+        unknown = ~is_in(frame["learner_id"], known) & frame["learner_id"].notna().to_numpy()
+        if unknown.any():
+            frames[table] = frame[~unknown]
+            excluded[table] = {UNKNOWN_LEARNER: int(unknown.sum())}
+    return excluded
+
+
+def table_fingerprint(frame: pd.DataFrame, table: str) -> str:
+    """SHA-256 of a validated table's rows in key order: the same rows give the same value,
+    whatever the source or the order they came in."""
+    keys = [k for k in TABLE_KEYS[table] if k in frame]
+    ordered = frame.sort_values(keys, kind="stable") if keys else frame
+    ordered = ordered[sorted(ordered.columns)]
+    hashes = pd.util.hash_pandas_object(ordered, index=False).to_numpy()
+    return hashlib.sha256(hashes.tobytes()).hexdigest()
 
 
 def load_programme(
-    learners: str | Path,
-    action_items: str | Path,
-    skill_assessments: str | Path,
+    learners: str | Path | TableSpec,
+    action_items: str | Path | TableSpec,
+    skill_assessments: str | Path | TableSpec,
     *,
     columns: dict[str, dict[str, str]] | None = None,
     scale: tuple[float, float] = (1, 5),
     required_learner_columns: tuple[str, ...] = (),
+    derived_learner_columns: tuple[str, ...] = (),
+    unknown_learners: str = "exclude",
+    coaching_sessions: str | Path | TableSpec | None = None,
+    as_of: str | None = None,
     memory_limit: int | None = None,
 ) -> Programme:
     """Read, parse and validate the three tables of a programme, reporting every problem at once.
 
     Parameters
     ----------
-    learners, action_items, skill_assessments : str or Path
-        The input files (CSV or Parquet).
+    learners, action_items, skill_assessments : str, Path or TableSpec
+        The input files (CSV, Parquet or Excel), or `TableSpec` mappings (a sheet, a date
+        format, a database table or query).
     columns : dict, optional
         Per table, canonical column name -> the name in your export.
     scale : (min, max)
         The skill scale; levels outside it are errors.
     required_learner_columns : tuple of str
         Further learner columns the analysis needs (treatment, covariates, cluster).
+    derived_learner_columns : tuple of str
+        Learner columns another input provides (coaching sessions, activity features): the
+        learners table need not have them.
+    unknown_learners : {"exclude", "reject"}
+        Rows of action items, skill assessments (and sessions) naming learners absent from the
+        learners table are left out and counted (``exclude``), or are a problem (``reject``).
+    coaching_sessions : str, Path or TableSpec, optional
+        A log of coaching sessions; gives ``coaching_sessions``, ``coached`` and
+        ``coached_from`` where the learners table lacks them (see `lcstats.data.sessions`).
+    as_of : str, optional
+        The evaluation date: sessions after it are left out (and counted).
     memory_limit : int, optional
         Memory available in bytes; by default the environment variable
         ``LCSTATS_MEMORY_LIMIT_BYTES`` when set, else what the machine has free. Inputs that
@@ -762,34 +894,28 @@ def load_programme(
     >>> prog.sources["learners"].rows_read > 0
     True
     """
-    paths = {
+    check_choice("unknown_learners", unknown_learners, UNKNOWN_LEARNERS)
+    locations = {
         "learners": learners,
         "action_items": action_items,
         "skill_assessments": skill_assessments,
     }
-    check_input_size(paths, limit=memory_limit)
-    columns = columns or {}
-    frames: dict[str, pd.DataFrame] = {}
-    sources: dict[str, SourceFile] = {}
-    problems: list[Problem] = []
-    for table, path in paths.items():
-        required = tuple(required_learner_columns) if table == "learners" else ()
-        try:
-            frame, src = read_table(path, table, columns=columns.get(table), required=required)
-        except InputError as exc:
-            problems.extend(exc.problems)
-            continue
-        parsed = parse_table(table, frame, src.path)
-        del frame
-        _release_memory(parsed.frame)
-        problems.extend(parsed.problems)
-        problems.extend(
-            schema_problems(table, parsed.frame, src.path, scale, unreadable=parsed.unreadable)
-        )
-        _release_memory(parsed.frame)
-        frames[table], sources[table] = parsed.frame, src
-        del parsed
-    if len(frames) == len(paths):
+    derived = set(derived_learner_columns)
+    if coaching_sessions is not None:
+        locations["coaching_sessions"] = coaching_sessions
+        derived |= set(DERIVED_COLUMNS)
+    files = {t: s for t, s in locations.items() if not isinstance(s, TableSpec) or s.is_file}
+    check_input_size({t: getattr(s, "path", s) for t, s in files.items()}, limit=memory_limit)
+    required = tuple(c for c in required_learner_columns if c not in derived)
+    frames, sources, problems = _read_all(locations, columns or {}, scale, required, tuple(derived))
+    excluded: dict[str, dict[str, int]] = {}
+    if len(frames) == len(locations):
+        excluded = _exclude_unknown(frames) if unknown_learners == "exclude" else {}
+        if coaching_sessions is not None:
+            frames["learners"], frames["coaching_sessions"], later = derive_coaching(
+                frames["learners"], frames["coaching_sessions"], as_of=as_of
+            )
+            excluded.setdefault("coaching_sessions", {}).update(later)
         problems.extend(
             cross_table_problems(
                 frames["learners"],
@@ -801,10 +927,42 @@ def load_programme(
     if problems:
         raise InputError(list(dict.fromkeys(problems)))
     frames = {t: f.reset_index(drop=True) for t, f in frames.items()}
+    sources = {
+        t: replace(s, fingerprint=table_fingerprint(frames[t], t)) for t, s in sources.items()
+    }
     return Programme(
         learners=frames["learners"],
         action_items=frames["action_items"],
         skill_assessments=frames["skill_assessments"],
         sources=sources,
         scale=(float(scale[0]), float(scale[1])),
+        excluded=excluded,
+        coaching_sessions=frames.get("coaching_sessions"),
     )
+
+
+def _read_all(
+    locations: dict[str, Any],
+    columns: dict[str, dict[str, str]],
+    scale: tuple[float, float],
+    required: tuple[str, ...],
+    derived: tuple[str, ...],
+) -> tuple[dict[str, pd.DataFrame], dict[str, SourceFile], list[Problem]]:
+    """Read, parse and check each table; the parsed frames and sources that could be read, and
+    every problem found."""
+    frames: dict[str, pd.DataFrame] = {}
+    sources: dict[str, SourceFile] = {}
+    problems: list[Problem] = []
+    for table, location in locations.items():
+        learner_table = table == "learners"
+        options = {
+            "columns": columns.get(table),
+            "required": required if learner_table else (),
+            "optional": derived if learner_table else (),
+            "scale": scale,
+        }
+        frame, src, found = _load_table(table, location, options)
+        problems.extend(found)
+        if frame is not None:
+            frames[table], sources[table] = frame, src
+    return frames, sources, problems

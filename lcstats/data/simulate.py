@@ -73,7 +73,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -81,9 +81,12 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
-__all__ = ["SimulatedProgramme", "simulate_programme", "write_programme"]
+from lcstats.data.simulate_logs import simulate_activity, simulate_sessions, write_xapi
+
+__all__ = ["SimulatedProgramme", "simulate_programme", "with_logs", "write_programme"]
 
 OutputFormat = Literal["csv", "parquet"]
+ActivityFormat = Literal["parquet", "csv", "xapi"]
 TABLES = ("learners", "action_items", "skill_assessments")
 
 ROLES = ("Engineer", "Analyst", "Sales", "Operations", "Team Lead")
@@ -180,6 +183,8 @@ class SimulatedProgramme:
     action_items: pd.DataFrame
     skill_assessments: pd.DataFrame
     truth: dict
+    coaching_sessions: pd.DataFrame | None = None  # see `with_logs`
+    activity: pd.DataFrame | None = None  # see `with_logs`
 
     def effect(self, outcome: str, treatment: str = "coached", estimand: str = "ATE") -> float:
         """Return one true effect from ``truth["effects"]``.
@@ -803,7 +808,6 @@ def simulate_programme(
         Extraction date ``YYYY-MM-DD``: no due date or completion is after it.
     truth_draws : int
         Monte Carlo draws of post-assessment noise for the true skills-gap effects.
-
     Returns
     -------
     SimulatedProgramme
@@ -865,8 +869,59 @@ def simulate_programme(
     return SimulatedProgramme(**tables, truth=_round(truth))
 
 
+def with_logs(programme: SimulatedProgramme) -> SimulatedProgramme:
+    """The programme with a coaching-session log and a learning-activity log added.
+
+    Drawn from a random stream of their own (see `lcstats.data.simulate_logs`): the three
+    tables and the truth stay as they are.
+
+    Examples
+    --------
+    >>> prog = with_logs(simulate_programme(n_learners=100, seed=3))
+    >>> len(prog.coaching_sessions) == int(prog.learners["coaching_sessions"].sum())
+    True
+    """
+    seed, as_of = programme.truth["seed"], programme.truth["parameters"]["as_of"]
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
+    sessions = simulate_sessions(programme.learners, as_of=as_of, rng=rng)
+    activity = simulate_activity(programme.learners, sessions, as_of=as_of, rng=rng)
+    return replace(programme, coaching_sessions=sessions, activity=activity)
+
+
+def _write_table(frame: pd.DataFrame, path: Path) -> Path:
+    """One table as CSV (dates ``YYYY-MM-DD``, times when there are any) or Parquet."""
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False, date_format="%Y-%m-%d", lineterminator="\n")
+    else:
+        frame.to_parquet(path, index=False)
+    return path
+
+
+def _write_activity(programme: SimulatedProgramme, out: Path, fmt: str) -> Path:
+    """The activity log as a table or as xAPI statements."""
+    if fmt not in get_args(ActivityFormat):
+        raise ValueError(
+            f"activity_format must be one of {', '.join(get_args(ActivityFormat))}; got {fmt!r}"
+        )
+    if fmt == "xapi":
+        rng = np.random.default_rng(np.random.SeedSequence(programme.truth["seed"]).spawn(4)[3])
+        return write_xapi(programme.activity, out / "activity.jsonl", rng=rng)
+    frame = (
+        programme.activity.assign(
+            occurred_at=programme.activity["occurred_at"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        )
+        if fmt == "csv"
+        else programme.activity
+    )
+    return _write_table(frame, out / f"activity.{fmt}")
+
+
 def write_programme(
-    programme: SimulatedProgramme, out_dir: str | Path, *, fmt: OutputFormat = "csv"
+    programme: SimulatedProgramme,
+    out_dir: str | Path,
+    *,
+    fmt: OutputFormat = "csv",
+    activity_format: ActivityFormat = "parquet",
 ) -> dict[str, Path]:
     """Write the three tables and ``truth.json`` to a folder.
 
@@ -878,6 +933,9 @@ def write_programme(
         Folder to write to (created if missing; existing files of the same names are replaced).
     fmt : {"csv", "parquet"}
         Table format. CSV dates are written ``YYYY-MM-DD`` and a missing completion date is empty.
+    activity_format : {"parquet", "csv", "xapi"}
+        Format of the activity log, when the programme has one: a table, or xAPI statements as
+        JSON lines (``activity.jsonl``).
 
     Returns
     -------
@@ -896,15 +954,13 @@ def write_programme(
         raise ValueError(f"fmt must be one of {', '.join(get_args(OutputFormat))}; got {fmt!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    for name in TABLES:
-        frame: pd.DataFrame = getattr(programme, name)
-        path = out / f"{name}.{fmt}"
-        if fmt == "csv":
-            frame.to_csv(path, index=False, date_format="%Y-%m-%d", lineterminator="\n")
-        else:
-            frame.to_parquet(path, index=False)
-        paths[name] = path
+    paths = {name: _write_table(getattr(programme, name), out / f"{name}.{fmt}") for name in TABLES}
+    if programme.coaching_sessions is not None:
+        paths["coaching_sessions"] = _write_table(
+            programme.coaching_sessions, out / f"coaching_sessions.{fmt}"
+        )
+    if programme.activity is not None:
+        paths["activity"] = _write_activity(programme, out, activity_format)
     truth_path = out / "truth.json"
     text = json.dumps(programme.truth, sort_keys=True, indent=2, allow_nan=False) + "\n"
     truth_path.write_text(text, encoding="utf-8", newline="\n")

@@ -18,11 +18,13 @@ from lcstats.data.load import Programme
 
 @dataclass(frozen=True)
 class TableQuality:
-    """Rows read from one table, rows used, and rows excluded by reason."""
+    """Rows read from one table, rows used, rows excluded by reason, and values changed while
+    reading (counted by what was done)."""
 
     rows_read: int
     rows_used: int
     excluded: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         """Return the JSON form used in results.json."""
@@ -30,7 +32,15 @@ class TableQuality:
             "rows_read": int(self.rows_read),
             "rows_used": int(self.rows_used),
             "excluded": {k: int(v) for k, v in sorted(self.excluded.items()) if v},
+            "notes": {k: int(v) for k, v in sorted(self.notes.items()) if v},
         }
+
+    def with_reading(
+        self, rows_read: int, excluded: dict[str, int], notes: dict[str, int]
+    ) -> TableQuality:
+        """This table's quality with what happened while reading it: rows left out then (and
+        counted from the rows read), and values changed."""
+        return TableQuality(rows_read, self.rows_used, excluded | self.excluded, notes)
 
 
 @dataclass(frozen=True)
@@ -133,6 +143,19 @@ def _with_outcomes(
     return out.reset_index(drop=True)
 
 
+def _log_quality(programme: Programme) -> dict[str, TableQuality]:
+    """The quality of the optional logs: coaching sessions and activity."""
+    out = {}
+    if programme.coaching_sessions is not None:
+        out["coaching_sessions"] = TableQuality(
+            len(programme.coaching_sessions), len(programme.coaching_sessions)
+        )
+    if programme.activity is not None:
+        a = programme.activity
+        out["activity"] = TableQuality(a.rows_read, a.rows_used, dict(a.excluded))
+    return out
+
+
 def learner_outcomes(programme: Programme, *, as_of: str) -> LearnerOutcomes:
     """Compute learner-level outcomes as of a date.
 
@@ -169,6 +192,15 @@ def learner_outcomes(programme: Programme, *, as_of: str) -> LearnerOutcomes:
         ),
         "action_items": item_quality,
         "skill_assessments": skill_quality,
+    }
+    quality |= _log_quality(programme)
+    quality = {
+        table: q.with_reading(
+            programme.sources[table].rows_read if table in programme.sources else q.rows_read,
+            programme.excluded.get(table, {}),
+            programme.sources[table].notes if table in programme.sources else {},
+        )
+        for table, q in quality.items()
     }
     return LearnerOutcomes(out, quality, as_of)
 

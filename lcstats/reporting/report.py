@@ -604,6 +604,7 @@ def _data_quality_section(
                 "Rows read": f"{q.rows_read:,}",
                 "Rows used": f"{q.rows_used:,}",
                 "Excluded, with reason": _excluded(sorted(q.excluded.items())),
+                "Values changed while reading": _excluded(sorted(q.notes.items())),
             }
             for t, q in outcomes.quality.items()
         ]
@@ -641,9 +642,9 @@ def _provenance_section(programme: Programme, table: _Tables, run_id: str) -> di
     inputs = [
         {
             "Input": s.table,
-            "File": Path(s.path).name,
+            "Source": Path(s.path).name if s.kind == "file" else s.path,
             "Rows": f"{s.rows_read:,}",
-            "SHA-256": s.sha256,
+            "SHA-256": s.sha256 if s.kind == "file" else f"rows: {s.fingerprint}",
         }
         for s in programme.sources.values()
     ]

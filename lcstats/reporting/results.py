@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from lcstats.core.files import write_json
-from lcstats.data.load import Programme
+from lcstats.data.load import Programme, SourceFile
 from lcstats.estimation.analysis import EffectSet
 from lcstats.estimation.diagnostics import Diagnostics
 from lcstats.outcomes.learner import LearnerOutcomes
@@ -39,6 +39,16 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
+def _input(source: SourceFile) -> dict[str, Any]:
+    """What results.json says of one input: its rows, their fingerprint (the same whatever the
+    source) and where they came from (no folder, no credentials)."""
+    if source.kind == "file":
+        where = {"kind": "file", "name": Path(source.path).name, "sha256": source.sha256}
+    else:
+        where = {"kind": source.kind, "description": source.path}
+    return {"rows_read": source.rows_read, "fingerprint": source.fingerprint, "source": where}
+
+
 def results_document(
     *,
     params: Params,
@@ -56,9 +66,7 @@ def results_document(
         "estimates": estimates,
         "data_quality": {t: q.as_dict() for t, q in outcomes.quality.items()},
         "samples": {o: s.as_dict() for o, s in effects.samples.items()},
-        "inputs": {
-            t: {"sha256": s.sha256, "rows_read": s.rows_read} for t, s in programme.sources.items()
-        },
+        "inputs": {t: _input(s) for t, s in programme.sources.items()},
         "parameters": params.notebook_parameters(),
     }
     if diagnostics is not None:

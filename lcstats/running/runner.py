@@ -27,10 +27,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from lcstats import __version__
 from lcstats.core.errors import InputError, Interrupted, LcstatsError
-from lcstats.core.files import dumps_json, sha256_file, write_atomic, write_json
+from lcstats.core.files import dumps_json, write_atomic, write_json
 from lcstats.core.resources import input_memory_need
-from lcstats.data.inputs import hand_over, params_fingerprint, read_inputs
-from lcstats.params import DATA_KEYS
+from lcstats.data.inputs import (
+    file_hashes,
+    hand_over,
+    input_hashes,
+    params_fingerprint,
+    read_inputs,
+)
+from lcstats.params import INPUT_KEYS, table_location
 from lcstats.running.failures import (
     HANDING_OVER,
     READING,
@@ -146,21 +152,11 @@ def identifier_leaks(report_html: str, identifiers: set[str]) -> list[str]:
 def preflight(params: Params) -> tuple[dict[str, str], Programme]:
     """Check the input tables against the contract (before the notebook runs).
 
-    Returns the input files' SHA-256 by table, and the validated programme.
+    Returns what identifies each input (a file's SHA-256, a database table's rows'
+    fingerprint), and the validated programme.
     """
     programme = read_inputs(params)
-    return {t: s.sha256 for t, s in programme.sources.items()}, programme
-
-
-def _input_hashes(params: Params) -> dict[str, str] | None:
-    """SHA-256 of the three input files, or None when one cannot be read."""
-    try:
-        return {
-            t: sha256_file(getattr(params, t))
-            for t in ("learners", "action_items", "skill_assessments")
-        }
-    except OSError:
-        return None
+    return input_hashes(programme), programme
 
 
 def _identifiers(programme: Programme) -> set[str]:
@@ -183,7 +179,8 @@ def time_limits(params: Params, override: float | None = None) -> tuple[float, f
     `lcstats.core.resources.input_memory_need`): generous for a scheduled run, and growing
     with the data.
     """
-    need = input_memory_need({t: getattr(params, t) for t in DATA_KEYS})
+    files = {t: table_location(getattr(params, t)) for t in INPUT_KEYS if getattr(params, t)}
+    need = input_memory_need({t: path for t, path in files.items() if path})
     run = override or params.timeout_minutes or 30 + need / (10 * MB)
     cell = params.cell_timeout_minutes or 20 + need / (20 * MB)
     return float(run), float(min(cell, run))
@@ -286,6 +283,8 @@ class Attempt:
         self.folder: RunFolder | None = None
         self.fingerprints: dict[str, str] = {}
         self.hashes: dict[str, str] = {}
+        self.sources: dict[str, Any] = {}
+        self.activity_source = ""
         self.cell_index: int | None = None  # the last notebook cell that began
         self.limits: tuple[float, float] = (0.0, 0.0)  # run and cell time limits, minutes
         self.timed_out = False
@@ -338,6 +337,12 @@ class Attempt:
         except RunTimedOut:
             cause = timeout_cause(self.limits[0], self._elapsed())
             return self._end("failed", EXIT_FAILED, f"failed at step '{READING}': {cause}")
+        self.sources = programme.sources
+        self.activity_source = programme.activity.source if programme.activity else ""
+        if file_hashes(self.params) is None:  # a database: its rows are known only now
+            skipped = self._skip_if_unchanged(self.hashes)
+            if skipped is not None:
+                return skipped
         need = space_needed(_tables_bytes(programme))
         try:
             check_space(self.root, need=need)
@@ -398,12 +403,15 @@ class Attempt:
                 )
             )
 
-    def _skip_if_unchanged(self) -> RunOutcome | None:
-        """The 'skipped' outcome when inputs, parameters and code match the last success."""
+    def _skip_if_unchanged(self, hashes: dict[str, str] | None = None) -> RunOutcome | None:
+        """The 'skipped' outcome when inputs, parameters and code match the last success.
+
+        Without `hashes`, the input files are hashed (databases: not yet known, no skip).
+        """
         if not self.options.skip_unchanged:
             return None
         last = last_success(self.root, self.params.evaluation)
-        hashes = _input_hashes(self.params) if last else None
+        hashes = hashes or (file_hashes(self.params) if last else None)
         if not (last and hashes):
             return None
         now = (
@@ -552,15 +560,32 @@ class Attempt:
             "duration_s": round(self._elapsed(), 3),
             "parameters": self.params.model_dump(mode="json"),
             "params_file": str(self.params_path.resolve()),
-            "inputs": {
-                t: {"path": getattr(self.params, t), "sha256": h} for t, h in self.hashes.items()
-            },
+            "inputs": self._inputs(),
             "fingerprints": self.fingerprints,
             "lcstats_version": __version__,
             "git": git,
             "versions": versions,
             "kernel": KERNEL_NAME,
         }
+
+    def _inputs(self) -> dict[str, dict[str, Any]]:
+        """run.json's inputs: where each came from (no credentials), rows, SHA-256/fingerprint."""
+        inputs = {
+            t: {
+                "source": s.path,
+                "kind": s.kind,
+                "rows_read": s.rows_read,
+                "sha256": s.sha256,
+                "rows_fingerprint": s.fingerprint,
+            }
+            for t, s in self.sources.items()
+        }
+        if "activity" in self.hashes:
+            inputs["activity"] = {
+                "source": str(self.params.activity),
+                "sha256": self.hashes["activity"],
+            }
+        return inputs
 
     # -- endings ---------------------------------------------------------------------------
 
