@@ -20,13 +20,25 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a Unix tool killed by a closed pipe returns
 
 
+def _simulated(args: argparse.Namespace):
+    """The programme `lcstats simulate` asked for, by design."""
+    from lcstats.data.rollout import simulate_rollout
+    from lcstats.data.simulate import simulate_programme
+
+    if args.design == "staggered":
+        team_size = 10
+        return simulate_rollout(
+            n_teams=max(6, args.learners // team_size), team_size=team_size, seed=args.seed
+        )
+    confounding = 0.0 if args.design == "randomised" else args.confounding
+    return simulate_programme(n_learners=args.learners, seed=args.seed, confounding=confounding)
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from lcstats.data.simulate import simulate_programme, with_logs, write_programme
+    from lcstats.data.simulate import with_logs, write_programme
 
     try:
-        programme = simulate_programme(
-            n_learners=args.learners, seed=args.seed, confounding=args.confounding
-        )
+        programme = _simulated(args)
     except ValueError as exc:
         raise InputError(str(exc), source="lcstats simulate") from None
     if args.activity:
@@ -44,6 +56,7 @@ def validate_evaluation(params_path: str | Path) -> str:
 
     Returns a short summary; raises `InputError` or `EstimationError` otherwise.
     """
+    from lcstats.estimation.designs import design_estimates
     from lcstats.estimation.evaluation import estimate
     from lcstats.outcomes.learner import learner_outcomes
     from lcstats.params import load_params
@@ -51,7 +64,9 @@ def validate_evaluation(params_path: str | Path) -> str:
 
     params = load_params(params_path)
     _, programme = preflight(params)
-    effects = estimate(params, learner_outcomes(programme, as_of=params.as_of))
+    outcomes = learner_outcomes(programme, as_of=params.as_of)
+    effects = estimate(params, outcomes)
+    design_estimates(params, programme, outcomes, effects)  # what the design needs, and its fit
     rows = ", ".join(f"{t} {s.rows_read:,} rows" for t, s in programme.sources.items())
     samples = ", ".join(f"{o}: {len(s.data):,} learners" for o, s in effects.samples.items())
     return f"{params_path}: valid ({rows}; analysis samples {samples})"
@@ -85,6 +100,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         skip_unchanged=args.skip_unchanged,
         timeout_minutes=args.timeout,
         wait=args.wait,
+        pdf=args.pdf,
     )
     _report_outcome(outcome)
     return outcome.exit_code
@@ -119,10 +135,25 @@ def _cmd_run_all(args: argparse.Namespace) -> int:
         print(
             f"{o.evaluation:<{width}}  {o.status:<11}  {o.exit_code:>4}  {o.duration_s:>7.1f}  {o.run_dir or '-'}"
         )
+    _refresh_portfolio(args.output_dir)
     codes = {o.exit_code for o in outcomes}
     if codes - {EXIT_OK, EXIT_INVALID}:
         return EXIT_FAILED
     return EXIT_INVALID if EXIT_INVALID in codes else EXIT_OK
+
+
+def _refresh_portfolio(output_dir: Path) -> None:
+    """After run-all: the portfolio page of the reports folder, brought up to date."""
+    from lcstats.running.portfolio import refresh_portfolio
+
+    try:
+        page, _ = refresh_portfolio(output_dir)
+    except InputError:
+        print("portfolio: no successful run to show yet", file=sys.stderr)
+    except LcstatsError as exc:
+        print(f"portfolio not written: {exc}", file=sys.stderr)
+    else:
+        print(f"portfolio: {page}", file=sys.stderr)
 
 
 def _cmd_power(args: argparse.Namespace) -> int:
@@ -188,6 +219,14 @@ def _add_simulate(sub) -> None:
     )
     p.add_argument("--format", choices=("csv", "parquet"), default="csv")
     p.add_argument(
+        "--design",
+        choices=("observational", "staggered", "randomised"),
+        default="observational",
+        help="observational: coaching chosen for engaged learners (default); staggered: teams "
+        "coached in waves, brought forward by a trait nobody recorded; randomised: coaching "
+        "assigned at random within cohorts (a pilot)",
+    )
+    p.add_argument(
         "--activity",
         nargs="?",
         const="parquet",
@@ -226,6 +265,7 @@ def _add_runs(sub) -> None:
         action="store_true",
         help="when this evaluation is already running, wait for it instead of refusing",
     )
+    p.add_argument("--pdf", action="store_true", help="also write report.pdf beside report.html")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("run-all", help="run every params file of a folder (for schedulers)")
@@ -240,6 +280,26 @@ def _add_runs(sub) -> None:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true", help="machine-readable output for schedulers")
     p.set_defaults(func=_cmd_runs)
+
+
+def _cmd_portfolio(args: argparse.Namespace) -> int:
+    from lcstats.running.portfolio import refresh_portfolio
+
+    page, data = refresh_portfolio(args.reports_dir, output=args.output, pdf=args.pdf)
+    print(page)
+    print(f"data: {data}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _add_portfolio(sub) -> None:
+    p = sub.add_parser(
+        "portfolio",
+        help="write index.html and portfolio.json: every evaluation's latest headline, trend, pooled evidence",
+    )
+    p.add_argument("reports_dir", type=Path, nargs="?", default=Path("reports"))
+    p.add_argument("--output", type=Path, help="the page to write (default REPORTS_DIR/index.html)")
+    p.add_argument("--pdf", action="store_true", help="also print the page to a PDF beside it")
+    p.set_defaults(func=_cmd_portfolio)
 
 
 def _add_power(sub) -> None:
@@ -275,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_simulate(sub)
     _add_runs(sub)
+    _add_portfolio(sub)
     _add_power(sub)
     return parser
 

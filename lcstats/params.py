@@ -24,7 +24,16 @@ from pydantic import (
 )
 
 from lcstats.core.errors import InputError, Problem
-from lcstats.core.options import ACTIVITY_FEATURES, METHODS, Estimand, Method, UnknownLearners
+from lcstats.core.options import (
+    ACTIVITY_FEATURES,
+    METHODS,
+    ControlGroup,
+    Design,
+    Estimand,
+    Method,
+    Period,
+    UnknownLearners,
+)
 
 DATA_KEYS = ("learners", "action_items", "skill_assessments")
 OPTIONAL_DATA_KEYS = ("activity", "coaching_sessions")
@@ -118,6 +127,39 @@ def _is_date_format(fmt: str) -> bool:
 TableValue = str | TableSpec
 
 
+class CostsSpec(BaseModel):
+    """What coaching cost, and optionally what an outcome is worth (for a return on investment).
+
+    Costs are fully loaded and taken as known: ``per_learner`` for each coached learner and
+    ``per_session`` for each session held. The values per outcome are the analyst's assumptions;
+    a return on investment is shown only when one is given.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    per_session: float = 0.0
+    per_learner: float = 0.0
+    currency: str = "GBP"
+    value_per_follow_through: float | None = None
+    value_per_skill_point: float | None = None
+
+    @model_validator(mode="after")
+    def _sensible(self) -> CostsSpec:
+        problems = []
+        if self.per_session < 0 or self.per_learner < 0:
+            problems.append("per_session and per_learner cannot be negative")
+        if self.per_session == 0 and self.per_learner == 0:
+            problems.append("give per_session or per_learner (what coaching cost)")
+        if not re.fullmatch(r"[A-Z]{3}", self.currency):
+            problems.append("currency is a three-letter code such as GBP, EUR or USD")
+        values = (self.value_per_follow_through, self.value_per_skill_point)
+        if any(v is not None and v <= 0 for v in values):
+            problems.append("a value per outcome must be above 0")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 class Params(BaseModel):
     """Parameters of one evaluation (the keys of ``params/<evaluation>.yaml``)."""
 
@@ -145,6 +187,23 @@ class Params(BaseModel):
     )
     activity_window_days: int = Field(
         default=182, description="days of activity before each learner's cut-off that count"
+    )
+    design: Design = Field(
+        default="observational",
+        description="what identifies the effect: observational (adjust for covariates), staggered "
+        "(teams coached in waves), randomised (a randomised pilot)",
+    )
+    period: Period = Field(
+        default="month", description="period of the follow-through panel (staggered)"
+    )
+    control_group: ControlGroup = Field(
+        default="never_treated",
+        description="staggered: compare with teams never coached, or not yet coached",
+    )
+    costs: CostsSpec | None = Field(
+        default=None,
+        description="{per_session, per_learner, currency[, value_per_follow_through, "
+        "value_per_skill_point]}: gives the cost per outcome (and a return on investment)",
     )
     unknown_learners: UnknownLearners = Field(
         default="exclude",
@@ -190,6 +249,21 @@ class Params(BaseModel):
             )
         return v
 
+    @field_validator("costs", mode="before")
+    @classmethod
+    def _costs(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            try:
+                return CostsSpec.model_validate(
+                    {
+                        k: float(x) if isinstance(x, int) and not isinstance(x, bool) else x
+                        for k, x in v.items()
+                    }
+                )
+            except ValidationError as exc:
+                raise ValueError(_spec_error(exc, CostsSpec)) from None
+        return v
+
     @field_validator(*INPUT_KEYS, mode="before")
     @classmethod
     def _table(cls, v: Any) -> Any:
@@ -197,7 +271,7 @@ class Params(BaseModel):
             try:
                 return TableSpec.model_validate(v)
             except ValidationError as exc:
-                raise ValueError(_spec_error(exc)) from None
+                raise ValueError(_spec_error(exc, TableSpec)) from None
         return v
 
     @field_validator("activity_window_days")
@@ -569,9 +643,9 @@ def notebook_fields() -> tuple[str, ...]:
     return tuple(f for f in Params.model_fields if f not in RUN_ONLY_FIELDS)
 
 
-def _spec_error(exc: ValidationError) -> str:
-    """One plain sentence for what is wrong in a table's mapping."""
-    keys = ", ".join(TableSpec.model_fields)
+def _spec_error(exc: ValidationError, model: type[BaseModel]) -> str:
+    """One plain sentence for what is wrong in a mapping (a table's, or the costs)."""
+    keys = ", ".join(model.model_fields)
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"])

@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 PARAMS_FILES = sorted((ROOT / "params").glob("*.yaml"))
-RUNNER_ONLY = {"output_dir", "run_id", "prepared_inputs"}
+RUNNER_ONLY = {"output_dir", "run_id", "prepared_inputs", "previous_results"}
 
 
 def declared_parameters(path: Path) -> dict[str, ast.AnnAssign | ast.Assign]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -184,11 +185,14 @@ def test_console_script_runs_and_prints_the_run_folder(tmp_path, small_programme
 
 
 def _without_provenance(html: str) -> str:
+    """The report without what depends on the run's history: its provenance block and the line
+    on what changed since the previous successful run."""
     start, end = (
         html.index('<section id="provenance">'),
         html.index("</section>", html.index('<section id="provenance">')),
     )
-    return html[:start] + html[end:]
+    html = html[:start] + html[end:]
+    return re.sub(r'<p id="since-last-run">.*?</p>', "", html, flags=re.S)
 
 
 def test_same_inputs_give_identical_results_and_report(good_run):
@@ -203,6 +207,11 @@ def test_same_inputs_give_identical_results_and_report(good_run):
     second = (again.run_dir / "report.html").read_text()
     assert first != second  # the provenance block names the run
     assert _without_provenance(first) == _without_provenance(second)
+    assert "This is the first successful run of this evaluation" in first
+    assert f"Since the last successful run ({outcome.run_dir.name})" in second
+    assert (
+        "is unchanged at" in second and "no change in the learners, cohorts or parameters" in second
+    )
 
 
 def test_skip_unchanged_skips_only_when_nothing_changed(good_run, tmp_path):

@@ -24,6 +24,10 @@ activity = "../data/example/activity.parquet"  # None, or xAPI statements / an a
 baseline_end = None  # None or "YYYY-MM-DD": activity cut-off of learners never coached (default: first coaching start)
 activity_window_days: int = 182  # days of activity before each learner's cut-off that count
 unknown_learners: str = "exclude"  # rows naming learners absent from the learners table: exclude (counted) or reject
+costs = None  # None, or {per_session, per_learner, currency[, value_per_follow_through, value_per_skill_point]}
+design: str = "observational"  # observational (adjust for covariates), staggered (teams coached in waves) or randomised
+period: str = "month"  # staggered: period of the follow-through panel (month or quarter)
+control_group: str = "never_treated"  # staggered: compare with teams never_treated or not_yet_treated
 columns: dict = {}  # per table, canonical column name -> the column's name in your export
 treatment: str = "coached"  # 0/1 column of the learners table: who was coached
 covariates: list = ["tenure_months", "engagement", "pre_active_weeks", "role", "cohort", "manager_coached"]  # confounders to adjust for
@@ -40,7 +44,8 @@ followed_through_share: float = 0.8  # a learner "followed through" when at leas
 trim = None  # None or [low, high]: leave out learners whose chance of coaching is outside it (e.g. [0.05, 0.95])
 output_dir: str = "../reports/interactive"  # where results.json and report.html are written (set by lcstats run)
 run_id: str = "interactive"  # identifier of this run (set by lcstats run)
-prepared_inputs = None  # None, or the tables lcstats run has already validated (set by lcstats run)"""
+prepared_inputs = None  # None, or the tables lcstats run has already validated (set by lcstats run)
+previous_results = None  # None, or the previous successful run's results.json (set by lcstats run)"""
 
 SETUP = """from pathlib import Path
 
@@ -115,15 +120,28 @@ Balance and overlap of the propensity model, E-values, dose-response, subgroups 
 diagnostics.balance"""),
     code("""for result in [*diagnostics.evalues.values(), *diagnostics.dose.values(), *diagnostics.manager.values()]:
     print(result.reading(), end="\\n\\n")"""),
-    md("## 4. Results and report"),
+    md("""## 4. The design
+
+What identifies the effect (an adjusted comparison, a roll-out in waves, or a randomised pilot), the design's own
+estimates, and the time it took to complete action items."""),
+    code("""design = lc.design_estimates(params, programme, outcomes, effects)
+design"""),
+    code("""# what it cost (when the parameters give costs): cost per outcome, and a return on investment
+value = lc.evaluation.value_for_money(params, effects, design)
+value"""),
+    md("## 5. Results and report"),
     code("""from lcstats.reporting.report import build_report
 from lcstats.reporting.results import results_document, write_results
 
 out = Path(output_dir)
-write_results(results_document(params=params, programme=programme, outcomes=outcomes, effects=effects,
-                               diagnostics=diagnostics), out)
+from lcstats.reporting.changes import since_last_run
+
+doc = results_document(params=params, programme=programme, outcomes=outcomes, effects=effects,
+                       diagnostics=diagnostics, design=design, value=value)
+write_results(doc, out)
+changes = since_last_run(doc, previous_results) if run_id != "interactive" else None
 build_report(params=params, programme=programme, outcomes=outcomes, effects=effects, diagnostics=diagnostics,
-             run_id=run_id).write(out / "report.html")
+             design=design, value=value, changes=changes, run_id=run_id).write(out / "report.html")
 print(f"wrote {out / 'results.json'} and {out / 'report.html'}")"""),
 ]
 

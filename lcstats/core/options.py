@@ -12,6 +12,9 @@ Weights = Literal["normalised", "unnormalised"]
 Outcome = Literal["follow_through", "skills_gap"]
 Table = Literal["learners", "action_items", "skill_assessments"]
 UnknownLearners = Literal["exclude", "reject"]
+Design = Literal["observational", "staggered", "randomised"]
+Period = Literal["month", "quarter"]
+ControlGroup = Literal["never_treated", "not_yet_treated"]
 
 METHODS: tuple[str, ...] = get_args(Method)
 ESTIMANDS: tuple[str, ...] = get_args(Estimand)
@@ -19,6 +22,16 @@ WEIGHTS: tuple[str, ...] = get_args(Weights)
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 TABLES: tuple[str, ...] = get_args(Table)
 UNKNOWN_LEARNERS: tuple[str, ...] = get_args(UnknownLearners)
+DESIGNS: tuple[str, ...] = get_args(Design)
+# what each design assumes, in one sentence for the executive summary
+DESIGN_ASSUMPTIONS = {
+    "observational": "coached and other learners are comparable once the recorded differences "
+    "between them (the covariates) are taken into account",
+    "staggered": "without coaching, follow-through in teams that started coaching would have moved "
+    "as it did in teams not (yet) coached",
+    "randomised": "coaching was assigned at random, so coached and other learners differ only by "
+    "chance",
+}
 
 OUTCOME_UNITS = {
     "follow_through": "proportion of action items done on time (0-1)",

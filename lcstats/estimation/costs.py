@@ -654,3 +654,82 @@ def _roi_reading(r: ReturnOnInvestment) -> str:
         "Benefits count only the coached learners' additional outcomes in this evaluation."
     )
     return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class ValueForMoney:
+    """An evaluation's cost per outcome for each headline effect, and its return on investment
+    where the analyst valued the outcome."""
+
+    costs: tuple[CostEffectiveness, ...]
+    returns: tuple[ReturnOnInvestment, ...] = ()
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per outcome."""
+        return pd.concat([c.to_frame() for c in self.costs], ignore_index=True)
+
+    def readings(self) -> list[str]:
+        """A plain sentence per cost per outcome and per return on investment."""
+        return [c.reading() for c in self.costs] + [r.reading() for r in self.returns]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form used in results.json."""
+        return {
+            "cost_per_outcome": [c.as_dict() for c in self.costs],
+            "return_on_investment": [
+                {"outcome": r.outcome, "table": r.to_frame().to_dict(orient="records")}
+                for r in self.returns
+            ],
+        }
+
+    def _repr_html_(self) -> str:
+        return "".join(f"<p>{escape(s)}</p>" for s in self.readings()) + self.to_frame().to_html(
+            index=False
+        )
+
+
+def evaluation_costs(
+    headlines: Sequence[Any],
+    samples: Mapping[str, Any],
+    *,
+    costs: Any,
+    treatment: str = "coached",
+    alpha: float = 0.05,
+) -> ValueForMoney | None:
+    """Cost per outcome of each headline effect (None without costs).
+
+    Parameters
+    ----------
+    headlines : sequence of EffectEstimate
+        The effect quoted for each outcome (``follow_through``, ``skills_gap``).
+    samples : mapping of outcome to AnalysisSample
+        The learners behind each effect: the coached among them, and their sessions, are what
+        was paid for.
+    costs : CostsSpec or mapping, optional
+        The params' ``costs``.
+    """
+    if costs is None:
+        return None
+    spec = check_costs(costs.model_dump() if hasattr(costs, "model_dump") else costs)
+    found, returns = [], []
+    for effect in headlines:
+        data = samples[effect.outcome].data
+        coached = data[data[treatment] == 1]
+        sessions = (
+            float(coached["coaching_sessions"].sum()) if "coaching_sessions" in coached else 0.0
+        )
+        ce = cost_effectiveness(
+            effect,
+            outcome=effect.outcome,
+            n_coached=len(coached),
+            sessions_total=sessions,
+            costs=spec,
+            alpha=alpha,
+        )
+        if ce is None:
+            continue
+        found.append(ce)
+        r = roi(ce, value_per_outcome=spec.value(effect.outcome))
+        if r is not None:
+            returns.append(r)
+    return ValueForMoney(tuple(found), tuple(returns)) if found else None

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lcstats.data.load import Programme
     from lcstats.estimation.analysis import EffectSet
+    from lcstats.estimation.costs import ValueForMoney
+    from lcstats.estimation.designs import DesignResult
     from lcstats.estimation.diagnostics import Diagnostics
     from lcstats.outcomes.learner import LearnerOutcomes
     from lcstats.params import Params
@@ -26,6 +28,8 @@ class Evaluation:
     outcomes: LearnerOutcomes
     effects: EffectSet
     diagnostics: Diagnostics
+    design: DesignResult | None = None
+    value: ValueForMoney | None = None
 
     def report_arguments(self, run_id: str) -> dict[str, Any]:
         """Keyword arguments of `lcstats.reporting.report.build_report` (``results_document`` takes the
@@ -60,6 +64,7 @@ def evaluate(params: Params, *, programme: Programme | None = None) -> Evaluatio
         Validated inputs, when already loaded; read from the parameters' files otherwise.
     """
     from lcstats.data.inputs import load_inputs
+    from lcstats.estimation.designs import design_estimates
     from lcstats.estimation.diagnostics import diagnose
     from lcstats.outcomes.learner import learner_outcomes
 
@@ -77,4 +82,23 @@ def evaluate(params: Params, *, programme: Programme | None = None) -> Evaluatio
         alpha=params.alpha,
         min_group_size=params.min_group_size,
     )
-    return Evaluation(params, programme, outcomes, effects, diagnostics)
+    design = design_estimates(params, programme, outcomes, effects)
+    value = value_for_money(params, effects, design)
+    return Evaluation(params, programme, outcomes, effects, diagnostics, design, value)
+
+
+def value_for_money(
+    params: Params, effects: EffectSet, design: DesignResult
+) -> ValueForMoney | None:
+    """Cost per outcome of the headline effects, when the parameters give costs."""
+    from lcstats.estimation.costs import evaluation_costs
+    from lcstats.estimation.designs import headline_estimates
+
+    headlines = headline_estimates(params, effects, design)
+    return evaluation_costs(
+        headlines,
+        effects.samples,
+        costs=params.costs,
+        treatment=params.treatment,
+        alpha=params.alpha,
+    )

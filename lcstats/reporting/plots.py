@@ -260,6 +260,59 @@ def forest_plot(estimates: pd.DataFrame, *, title: str | None = None) -> Figure:
     return lay_out(fig)
 
 
+def pooled_forest_plot(pooled, *, ax: Axes | None = None) -> Figure:
+    """A forest plot of pooled evidence: each study's effect and interval (markers sized by
+    weight), the pooled effect (a diamond) and the prediction interval for a new study."""
+    set_style()
+    rows = pooled.forest_frame()
+    owned = ax is None
+    fig, ax = _panel(ax, (8.0, 0.45 * len(rows) + 1.4))
+    y = np.arange(len(rows))[::-1]
+    for yi, row in zip(y, rows.itertuples(index=False), strict=True):
+        if row.kind == "pooled":
+            mid = row.estimate
+            ax.fill(
+                [row.ci_low, mid, row.ci_high, mid], [yi, yi + 0.3, yi, yi - 0.3], color=PALETTE[0]
+            )
+        elif row.kind == "prediction":
+            ax.plot(
+                [row.ci_low, row.ci_high], [yi, yi], color=PALETTE[1], lw=3, solid_capstyle="butt"
+            )
+        else:
+            ax.plot([row.ci_low, row.ci_high], [yi, yi], color="0.35", lw=1.2)
+            ax.plot(row.estimate, yi, "s", color="0.2", markersize=4 + 10 * float(row.weight or 0))
+    ax.axvline(0, color="0.3", lw=1, ls="--")
+    ax.set_yticks(list(y), [_fill(str(label), 38) for label in rows["label"]])
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel(f"Effect of coaching ({rows['unit'].iloc[0]})")
+    return _finish(fig, owned)
+
+
+def trend_plot(trend: pd.DataFrame, *, outcome: str, ax: Axes | None = None) -> Figure:
+    """A small chart of how an evaluation's headline effect moved over its successful runs
+    (``trend`` has ``started``, ``estimate``, ``ci_low``, ``ci_high``)."""
+    set_style()
+    owned = ax is None
+    fig, ax = _panel(ax, (3.6, 1.6))
+    factor, unit = SCALE.get(outcome, (1.0, ""))
+    x = np.arange(len(trend))
+    ax.fill_between(
+        x, trend["ci_low"] * factor, trend["ci_high"] * factor, color=PALETTE[0], alpha=0.2
+    )
+    ax.plot(x, trend["estimate"] * factor, "o-", color=PALETTE[0], markersize=3)
+    ax.axhline(0, color="0.3", lw=0.8, ls="--")
+    ax.set_xticks(
+        list(x),
+        [str(s)[5:16].replace("T", " ") for s in trend["started"]],
+        rotation=30,
+        ha="right",
+        fontsize=7,
+    )
+    ax.set_ylabel(unit.split()[0] if unit else "", fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+    return _finish(fig, owned)
+
+
 def counts_bar(counts: pd.DataFrame, *, by: str, title: str | None = None, ax=None) -> Figure:
     """Bar chart of coached and not-coached learner counts by a group (counts already suppressed).
 
@@ -652,6 +705,59 @@ def completion_plot(curves, *, title: str | None = None, ax=None) -> Figure:
     ax.legend(title=None, frameon=False, loc="upper left")  # curves start low: room above
     if title:
         _title(ax, _fill(title, 55), fontsize=11, loc="left")
+    return _finish(fig, owned)
+
+
+def event_study_plot(dynamic, *, ax: Axes | None = None) -> Figure:
+    """Effect of coaching by periods since it started (an event study), with each period's
+    interval (bars) and the simultaneous band over all periods (shaded); before 0 the two groups
+    should move alike."""
+    set_style()
+    owned = ax is None
+    fig, ax = _panel(ax, (7.5, 3.4))
+    factor, unit = SCALE.get(dynamic.outcome, (1.0, ""))
+    levels = dynamic.by_level.sort_values("level")
+    ax.fill_between(
+        levels["level"],
+        levels["band_low"] * factor,
+        levels["band_high"] * factor,
+        color=PALETTE[0],
+        alpha=0.15,
+        step="mid",
+        label="simultaneous band",
+    )
+    pre = levels["level"] < 0
+    for part, colour, label in (
+        (levels[pre], PALETTE[7], "before coaching"),
+        (levels[~pre], PALETTE[0], "after coaching started"),
+    ):
+        if len(part):
+            _interval_bars(ax, part, part["level"], factor, colour, horizontal=False, small=True)
+            ax.plot([], [], "o", color=colour, label=label)
+    ax.axhline(0, color="#555", lw=0.8)
+    ax.axvline(-0.5, color="#999", lw=0.8, ls="--")
+    ax.set_xlabel("Periods since the team started coaching")
+    ax.set_ylabel(f"Effect ({unit})")
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _finish(fig, owned)
+
+
+def adjusted_completion_plot(curves, *, ax: Axes | None = None) -> Figure:
+    """Share of action items completed by days since they were set, coached and not, weighted so
+    that the two groups are alike in their recorded characteristics."""
+    set_style()
+    owned = ax is None
+    fig, ax = _panel(ax, (6.5, 3.2))
+    names = {1: "Coached", 0: "Not coached"}
+    for colour, group in zip(PALETTE, (1, 0), strict=False):
+        part = curves.curves[curves.curves["group"] == group]
+        ax.step(
+            part["days"], 100 * part["completed"], where="post", color=colour, label=names[group]
+        )
+    ax.set_xlabel("Days since the action item was set")
+    ax.set_ylabel("Items completed (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(frameon=False, loc="upper left")
     return _finish(fig, owned)
 
 

@@ -32,11 +32,14 @@ from lcstats.core.options import OUTCOME_LABELS
 from lcstats.core.provenance import package_versions
 from lcstats.data.load import Programme
 from lcstats.estimation.analysis import EffectSet
+from lcstats.estimation.costs import ValueForMoney
+from lcstats.estimation.designs import DesignResult, headline_estimates
 from lcstats.estimation.diagnostics import Diagnostics
 from lcstats.estimation.effects import EffectEstimate, format_effect, format_interval, format_p
 from lcstats.outcomes.learner import LearnerOutcomes
 from lcstats.params import Params
 from lcstats.reporting import descriptives, plots
+from lcstats.reporting.changes import SinceLastRun
 from lcstats.reporting.privacy import suppress_counts
 
 TEMPLATES = jinja2.Environment(
@@ -655,6 +658,49 @@ def _provenance_section(programme: Programme, table: _Tables, run_id: str) -> di
     }
 
 
+def _design_section(design: DesignResult | None, table: _Tables) -> dict[str, Any]:
+    """The design in one sentence; a roll-out's event study; the time to follow-through; a
+    randomised pilot's balance check."""
+    out: dict[str, Any] = {
+        "design_reading": design.reading() if design else "",
+        "rollout": None,
+        "timing": None,
+        "randomisation": None,
+    }
+    if design is None:
+        return out
+    if design.staggered is not None:
+        dynamic = design.aggregates["dynamic"]
+        out["rollout"] = {
+            "reading": design.aggregates["simple"].reading(),
+            "pre_trend": design.staggered.pre_trend.reading()
+            if design.staggered.pre_trend
+            else "No period before coaching could be compared.",
+            "comparison": "teams never coached"
+            if design.staggered.control_group == "never_treated"
+            else "teams not yet coached (and teams never coached)",
+            "figure": _figure(
+                plots.event_study_plot(dynamic),
+                "Chart of the effect of coaching on follow-through by periods since a team started coaching, with intervals and a simultaneous band",
+            ),
+            "notes": list(design.staggered.notes),
+        }
+    if design.hazard is not None:
+        out["timing"] = {
+            "reading": design.hazard.reading(),
+            "figure": _figure(
+                plots.adjusted_completion_plot(design.completion),
+                "Step chart of the share of action items completed by days since they were set, coached and not, weighted for the recorded characteristics",
+            ),
+        }
+    if design.balance is not None:
+        out["randomisation"] = {
+            "reading": design.balance.reading(),
+            "table": table(design.balance.wide()),
+        }
+    return out
+
+
 @_drawing()
 def build_report(
     *,
@@ -663,6 +709,9 @@ def build_report(
     outcomes: LearnerOutcomes,
     effects: EffectSet,
     diagnostics: Diagnostics,
+    design: DesignResult | None = None,
+    value: ValueForMoney | None = None,
+    changes: SinceLastRun | None = None,
     run_id: str = "interactive",
 ) -> Report:
     """Assemble the leadership report from an evaluation's results.
@@ -672,11 +721,7 @@ def build_report(
     """
     plots.set_style()  # before the report's own axes are made, whatever was set before
     table = _Tables(params.min_group_size)
-    headlines = [
-        e
-        for e in effects.estimates
-        if e.method == params.headline_method and e.treatment == params.treatment
-    ]
+    headlines = headline_estimates(params, effects, design)
     confidence = headlines[0].confidence if headlines else 95
     programme_part, programme_hidden = _programme_section(outcomes.data, params, table)
     follow, follow_hidden = _follow_through_section(programme, outcomes, params, table)
@@ -690,6 +735,9 @@ def build_report(
         "effects": _effects_section(effects, diagnostics, headlines, table, confidence),
         "sure": _how_sure_section(params, diagnostics, table),
         "learn": _learners_section(outcomes, params, table),
+        **_design_section(design, table),
+        "value": {"readings": value.readings()} if value is not None else None,
+        "since_last_run": changes.reading() if changes is not None else "",
         **_data_quality_section(
             outcomes,
             effects,

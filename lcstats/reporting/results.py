@@ -11,6 +11,8 @@ import pandas as pd
 from lcstats.core.files import write_json
 from lcstats.data.load import Programme, SourceFile
 from lcstats.estimation.analysis import EffectSet
+from lcstats.estimation.costs import ValueForMoney
+from lcstats.estimation.designs import DesignResult, design_of, headline_estimates
 from lcstats.estimation.diagnostics import Diagnostics
 from lcstats.outcomes.learner import LearnerOutcomes
 from lcstats.params import Params
@@ -49,6 +51,72 @@ def _input(source: SourceFile) -> dict[str, Any]:
     return {"rows_read": source.rows_read, "fingerprint": source.fingerprint, "source": where}
 
 
+def _programme_block(params: Params, outcomes: LearnerOutcomes) -> dict[str, Any]:
+    """Who the evaluation covers: learners, coached, cohorts (labels only), the design."""
+    data = outcomes.data
+    cohorts = sorted(data["cohort"].dropna().astype(str).unique()) if "cohort" in data else []
+    return {
+        "title": params.title,
+        "design": params.design,
+        "learners": int(len(data)),
+        "coached": int((data[params.treatment] == 1).sum()),
+        "cohorts": cohorts,
+        "min_group_size": params.min_group_size,
+    }
+
+
+def _dynamic_rows(design: DesignResult) -> list[dict[str, Any]]:
+    """The event study of a staggered design: one estimate record per period since coaching
+    started (``aggregation: dynamic`` with its ``event_time``)."""
+    dynamic = design.aggregates.get("dynamic")
+    if dynamic is None:
+        return []
+    base = {
+        k: v
+        for k, v in dynamic.as_dict().items()
+        if k not in ("estimate", "std_error", "ci_low", "ci_high", "p_value")
+    }
+    return [
+        {
+            **base,
+            "event_time": int(row["level"]),
+            **{k: row[k] for k in ("estimate", "std_error", "ci_low", "ci_high")},
+            "band_low": row["band_low"],
+            "band_high": row["band_high"],
+            "p_value": None,
+        }
+        for row in dynamic.by_level.to_dict(orient="records")
+    ]
+
+
+def _design_block(design: DesignResult) -> dict[str, Any]:
+    """What the design adds: its assumption, the roll-out's group-time effects, the time to
+    follow-through."""
+    block: dict[str, Any] = {
+        "design": design.design,
+        "assumption": design.assumption,
+        "skipped": design.skipped,
+    }
+    if design.staggered is not None:
+        s = design.staggered
+        block["staggered"] = {
+            "att_gt": _records(s.att_gt),
+            "pre_trend": s.pre_trend.as_dict() if s.pre_trend else None,
+            "aggregations": {k: _records(a.by_level) for k, a in design.aggregates.items()},
+            "notes": list(s.notes),
+        }
+    if design.hazard is not None:
+        block["time_to_follow_through"] = {
+            "hazard_ratio": design.hazard.as_dict(),
+            "median_days": {str(k): v for k, v in design.completion.medians.items()}
+            if design.completion
+            else None,
+        }
+    if design.balance is not None:
+        block["randomisation_balance"] = _records(design.balance.to_frame())
+    return block
+
+
 def results_document(
     *,
     params: Params,
@@ -56,9 +124,14 @@ def results_document(
     outcomes: LearnerOutcomes,
     effects: EffectSet,
     diagnostics: Diagnostics | None = None,
+    design: DesignResult | None = None,
+    value: ValueForMoney | None = None,
 ) -> dict[str, Any]:
     """Assemble the results.json document (no clock, no run id: it depends only on the inputs)."""
-    estimates = [e.as_dict() for e in effects.estimates]
+    kind = design.design if design is not None else params.design
+    estimates = [{**e.as_dict(), "design": design_of(e, kind)} for e in effects.estimates]
+    if design is not None:
+        estimates += [{**e.as_dict(), "design": design_of(e, kind)} for e in design.estimates]
     doc: dict[str, Any] = {
         "evaluation": params.evaluation,
         "as_of": outcomes.as_of,
@@ -69,9 +142,21 @@ def results_document(
         "inputs": {t: _input(s) for t, s in programme.sources.items()},
         "parameters": params.notebook_parameters(),
     }
+    doc["programme"] = _programme_block(params, outcomes)
+    doc["headlines"] = [
+        {**h.as_dict(), "design": design_of(h, kind)}
+        for h in headline_estimates(params, effects, design)
+    ]
+    if value is not None:
+        doc["value_for_money"] = value.as_dict()
+    if design is not None:
+        doc["design"] = _design_block(design)
+        doc["estimates"] += _dynamic_rows(design)
     if diagnostics is not None:
         d = diagnostics
-        doc["estimates"] += [m.manager.as_dict() for m in d.manager.values()]
+        doc["estimates"] += [
+            {**m.manager.as_dict(), "design": "observational"} for m in d.manager.values()
+        ]
         doc["diagnostics"] = {
             "balance": {
                 "max_abs_smd_before": d.balance.max_abs_smd(adjusted=False),

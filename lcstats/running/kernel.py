@@ -40,7 +40,8 @@ KERNEL_NAME = "lcstats"
 STOP_WAIT_S = 60.0
 WARM_IMPORTS = (
     "import lcstats.estimation.analysis, lcstats.estimation.diagnostics, lcstats.data.inputs, "
-    "lcstats.reporting.report, lcstats.reporting.results"
+    "lcstats.estimation.designs, lcstats.estimation.survival, lcstats.reporting.report, "
+    "lcstats.reporting.results"
 )
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 

@@ -104,6 +104,7 @@ class RunOptions:
     notebook: Path | None = None
     timeout_minutes: float | None = None  # overrides the params file's
     wait: bool = False
+    pdf: bool = False  # also print report.pdf
     notify: Callable[[str], None] = field(
         default=lambda line: print(line, file=sys.stderr, flush=True), repr=False
     )
@@ -233,6 +234,7 @@ def run_evaluation(
     notebook: str | Path | None = None,
     timeout_minutes: float | None = None,
     wait: bool = False,
+    pdf: bool = False,
 ) -> RunOutcome:
     """Run one evaluation end to end and return what happened (never raises for bad input).
 
@@ -254,6 +256,8 @@ def run_evaluation(
         Time limit of the whole run, overriding the params file's ``timeout_minutes``.
     wait : bool
         When the evaluation is already running, wait for that run instead of refusing.
+    pdf : bool
+        Also print the report to ``report.pdf`` (headless Chromium).
 
     Raises
     ------
@@ -266,6 +270,7 @@ def run_evaluation(
         Path(notebook) if notebook else None,
         timeout_minutes,
         wait,
+        pdf=pdf,
     )
     return Attempt(Path(params_path), options).run()
 
@@ -450,7 +455,7 @@ class Attempt:
             return explain(exc, self._context(need, watchdog))
         finally:
             handover.unlink(missing_ok=True)
-        return None
+        return self._print_pdf(staging / "report.html") if self.options.pdf else None
 
     def _papermill(self, staging: Path, handover: Path, *, cell_limit: float) -> None:
         """Execute the evaluation notebook in the run's kernel, then stop the kernel."""
@@ -460,6 +465,7 @@ class Attempt:
             "output_dir": str(staging),
             "run_id": self.folder.run_id,
             "prepared_inputs": str(handover),
+            "previous_results": self._previous_results(),
         }
         self.kernel.run(
             timeout=self._remaining(),
@@ -478,6 +484,30 @@ class Attempt:
             ),
         )
         self.kernel.stop()
+
+    def _previous_results(self) -> str | None:
+        """The results.json of the evaluation's last successful run (None: this is the first)."""
+        try:
+            last = last_success(self.root, self.params.evaluation)
+        except LedgerError:
+            return None
+        if last is None or not last.run_dir:
+            return None
+        path = Path(last.run_dir) / "results.json"
+        return str(path) if path.is_file() else None
+
+    def _print_pdf(self, report: Path) -> Failure | None:
+        """report.pdf beside report.html, for circulation; a `Failure` when it cannot be made."""
+        from lcstats.reporting.pdf import write_pdf
+
+        try:
+            write_pdf(
+                report, report.with_suffix(".pdf"), title=self.params.title, date=self.params.as_of
+            )
+        except Exception as exc:  # no browser, a browser that crashed, a full disk
+            cause = str(exc) if isinstance(exc, LcstatsError) else f"{type(exc).__name__}: {exc}"
+            return Failure("failed", EXIT_FAILED, "printing the report to PDF", cause)
+        return None
 
     def _cell_started(self, cell: Any, cell_index: int) -> None:
         """nbclient's hook: remember which cell is running (for failure messages)."""
