@@ -235,3 +235,79 @@ def test_the_network_guard_catches_remote_references(browser, tmp_path):
     assert any("cdn.invalid/x.png" in u for u in events.blocked_requests), events
     assert any("cdn.invalid/x.css" in u for u in events.blocked_requests), events
     assert events.failed_requests and events.console_errors and events.page_errors, events
+
+
+# --- accessibility (axe-core, bundled with axe-playwright-python: nothing fetched) -------------
+
+
+def axe_violations(page) -> list[dict]:
+    """axe-core's violations of the page's WCAG 2 A/AA rules (and best practices)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    result = Axe().run(page, options={"resultTypes": ["violations"]})
+    return result.response["violations"]
+
+
+def serious(violations: list[dict]) -> list[str]:
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']}"
+        for v in violations
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def heading_jumps(page) -> list[str]:
+    """Headings that skip a level (an h2 followed by an h4), and a page without one h1."""
+    levels = page.eval_on_selector_all(
+        "h1, h2, h3, h4, h5, h6", "els => els.map(e => Number(e.tagName[1]))"
+    )
+    found = [f"h{a} then h{b}" for a, b in zip(levels, levels[1:], strict=False) if b > a + 1]
+    if levels.count(1) != 1 or levels[0] != 1:
+        found.append(f"expected one h1 first, found levels {levels[:3]}")
+    return found
+
+
+def test_the_report_has_no_serious_accessibility_violations(opened):
+    page, _ = opened
+    assert serious(axe_violations(page)) == []
+    assert heading_jumps(page) == []
+    assert page.eval_on_selector_all("img", "els => els.filter(e => !e.alt.trim()).length") == 0
+
+
+@pytest.fixture(scope="module")
+def portfolio_page(example_report, tmp_path_factory):
+    from lcstats.running.portfolio import refresh_portfolio
+
+    root = example_report.parent.parent.parent
+    page, _ = refresh_portfolio(root)
+    return page
+
+
+def test_the_portfolio_has_no_serious_accessibility_violations(browser, portfolio_page):
+    page, events = open_offline(browser, portfolio_page)
+    try:
+        assert events.problems() == {}
+        assert serious(axe_violations(page)) == []
+        assert heading_jumps(page) == []
+        assert page.eval_on_selector_all("img", "els => els.filter(e => !e.alt.trim()).length") == 0
+    finally:
+        page.context.close()
+
+
+def test_the_accessibility_check_can_fail(browser, tmp_path):
+    page_file = tmp_path / "bad.html"
+    page_file.write_text(
+        "<!DOCTYPE html><html><body><h1>x</h1><h3>skipped</h3>"
+        "<img src='data:image/png;base64,iVBORw0KGgo='><p style='color:#eee;background:#fff'>faint</p>"
+        "</body></html>",
+        encoding="utf-8",
+    )
+    page, _ = open_offline(browser, page_file)
+    try:
+        found = serious(axe_violations(page))
+        assert any(v.startswith("image-alt") for v in found) and any(
+            v.startswith("html-has-lang") for v in found
+        )
+        assert heading_jumps(page) == ["h1 then h3"]
+    finally:
+        page.context.close()

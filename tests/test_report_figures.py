@@ -75,7 +75,7 @@ def html(inputs) -> str:
 
 def test_every_figure_is_whole_sized_for_the_page_and_without_metadata(html):
     images = IMG.findall(html)
-    assert len(images) == 10, [alt for _, alt in images]
+    assert len(images) == 11, [alt for _, alt in images]
     for data, alt in images:
         png = base64.b64decode(data)
         width, height = Image.open(io.BytesIO(png)).size
@@ -177,3 +177,110 @@ def test_panels_on_a_callers_axes_leave_the_layout_to_the_caller():
         assert len(axes[0].patches) == 3  # the hidden cell is a gap
     finally:
         plt.close(fig)
+
+
+# --- labels and legends that a director can read -----------------------------------------------
+
+LONG_ROLES = {
+    "Engineer": "Senior Software Engineering Specialist (Platform)",
+    "Analyst": "Commercial Insight and Reporting Analyst",
+    "Sales": "Regional Enterprise Sales Account Director",
+    "Operations": "Customer Operations and Fulfilment Coordinator",
+    "Team Lead": "First-Line Team Leader, Contact Centre",
+}
+
+
+def _text_boxes(fig: Figure, ax) -> list[tuple[str, object]]:
+    """The window boxes of an axes' visible, non-empty tick labels on both axes."""
+    renderer = fig.canvas.get_renderer()
+    boxes = []
+    for axis in (ax.xaxis, ax.yaxis):
+        for label in axis.get_ticklabels():
+            if label.get_visible() and label.get_text().strip():
+                boxes.append((label.get_text(), label.get_window_extent(renderer)))
+    return boxes
+
+
+def _overlapping_labels(fig: Figure) -> list[tuple[str, str]]:
+    fig.canvas.draw()
+    found = []
+    for ax in fig.axes:
+        boxes = _text_boxes(fig, ax)
+        for i, (a, ba) in enumerate(boxes):
+            for b, bb in boxes[i + 1 :]:
+                wide = min(ba.x1, bb.x1) - max(ba.x0, bb.x0)
+                high = min(ba.y1, bb.y1) - max(ba.y0, bb.y0)
+                if wide > 1 and high > 1:  # more than touching
+                    found.append((a, b))
+    return found
+
+
+def _legend_over_data(fig: Figure) -> list[str]:
+    """Data drawn under a legend: bars, points and line vertices inside the legend's box."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    found = []
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is None:
+            continue
+        box = legend.get_window_extent(renderer)
+        for patch in ax.patches:
+            if patch.get_visible() and patch.get_window_extent(renderer).overlaps(box):
+                found.append(f"bar under the legend in '{ax.get_title()}'")
+        for line in ax.lines:
+            xy = ax.transData.transform(np.column_stack(line.get_data()).astype(float))
+            if np.any([box.contains(x, y) for x, y in xy if np.isfinite(x) and np.isfinite(y)]):
+                found.append(f"line under the legend in '{ax.get_title()}'")
+    return found
+
+
+@pytest.fixture(scope="module")
+def long_name_figures(tmp_path_factory, small_programme_dir):
+    """Every figure of a report built from data with long role names."""
+    import lcstats as lc
+    from tests.conftest import write_params
+
+    data = tmp_path_factory.mktemp("long")
+    for name in ("action_items.csv", "skill_assessments.csv"):
+        (data / name).write_bytes((small_programme_dir / name).read_bytes())
+    learners = pd.read_csv(small_programme_dir / "learners.csv", dtype=str)
+    learners["role"] = learners["role"].map(LONG_ROLES)
+    learners.to_csv(data / "learners.csv", index=False)
+    done = lc.evaluate(lc.load_params(write_params(data / "p.yaml", data, evaluation="long")))
+    figures = []
+    original = report._figure
+
+    def keep(fig, alt):
+        fig.canvas.draw()
+        figures.append((alt, _overlapping_labels(fig), _legend_over_data(fig)))
+        return original(fig, alt)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(report, "_figure", keep)
+        report.build_report(**done.report_arguments("long"))
+    return figures
+
+
+def test_no_two_tick_labels_overlap_with_long_category_names(long_name_figures):
+    assert len(long_name_figures) >= 8
+    overlaps = {alt[:60]: found for alt, found, _ in long_name_figures if found}
+    assert not overlaps, overlaps
+
+
+def test_legends_never_cover_data(long_name_figures):
+    covered = {alt[:60]: found for alt, _, found in long_name_figures if found}
+    assert not covered, covered
+
+
+def test_the_overlap_check_can_fail():
+    """Long labels side by side on a horizontal axis do overlap: the check sees it."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 2))
+    ax.bar(range(5), [3, 2, 3, 2, 1])
+    ax.set_xticks(range(5), list(LONG_ROLES.values()))
+    ax.legend(["data"], loc="upper left")
+    assert _overlapping_labels(fig)
+    assert _legend_over_data(fig)
+    plt.close(fig)

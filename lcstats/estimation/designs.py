@@ -111,6 +111,13 @@ def _staggered_panel(params: Params, programme: Programme) -> BalancedPanel:
     return balanced_panel(panel, level="team")
 
 
+def check_design(params: Params, programme: Programme) -> None:
+    """Raise `InputError` listing what the chosen design needs and the data lack."""
+    problems = design_problems(params, programme)
+    if problems:
+        raise InputError(problems)
+
+
 def design_problems(params: Params, programme: Programme) -> list[Problem]:
     """What the chosen design needs from the data, and does not find (empty when all is there)."""
     if params.design != "staggered":
@@ -284,9 +291,7 @@ def design_estimates(
     InputError
         When the data lack what the design needs (see `design_problems`).
     """
-    problems = design_problems(params, programme)
-    if problems:
-        raise InputError(problems)
+    check_design(params, programme)
     parts: dict = {}
     skipped: dict[str, str] = {}
     if params.design == "staggered":

@@ -64,11 +64,12 @@ def evaluate(params: Params, *, programme: Programme | None = None) -> Evaluatio
         Validated inputs, when already loaded; read from the parameters' files otherwise.
     """
     from lcstats.data.inputs import load_inputs
-    from lcstats.estimation.designs import design_estimates
+    from lcstats.estimation.designs import check_design, design_estimates
     from lcstats.estimation.diagnostics import diagnose
     from lcstats.outcomes.learner import learner_outcomes
 
     programme = programme if programme is not None else load_inputs(params)
+    check_design(params, programme)
     outcomes = learner_outcomes(programme, as_of=params.as_of)
     effects = estimate(params, outcomes)
     diagnostics = diagnose(

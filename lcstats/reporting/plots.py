@@ -208,7 +208,7 @@ def _grouped_bars(
             label=str(level),
         )
     ticks = range(len(categories))
-    labels = [str(c) for c in categories]
+    labels = [_fill(str(c), 24) if horizontal else str(c) for c in categories]
     if horizontal:
         ax.set_yticks(ticks, labels)
         ax.set_ylim(len(categories) - 0.5, -0.5)  # first category at the top
@@ -217,6 +217,33 @@ def _grouped_bars(
         ax.set_xticks(ticks, labels)
         ax.set_xlim(-0.5, len(categories) - 0.5)
         ax.xaxis.grid(False)
+
+
+LONG_LABEL = 12  # characters: category labels longer than this go on a vertical axis
+
+
+def sideways(categories: Sequence) -> bool:
+    """True when category labels would crowd a horizontal axis (long names, or many of them):
+    the bars are then drawn across, with the labels one under the other."""
+    labels = [str(c) for c in dict.fromkeys(categories)]
+    return len(labels) > 6 or any(len(label) > LONG_LABEL for label in labels)
+
+
+def bars_height(categories: Sequence) -> float:
+    """Inches a bar chart of these categories needs: a fixed height for bars side by side, a
+    row for each category (and each line of a wrapped name) for bars across."""
+    labels = [str(c) for c in dict.fromkeys(categories)]
+    if not sideways(labels):
+        return 2.6
+    lines = sum(_fill(label, 24).count("\n") + 1 for label in labels)
+    return 1.0 + 0.32 * max(lines, len(labels)) + 0.12 * len(labels)
+
+
+def legend_outside(ax: Axes) -> None:
+    """The legend beside the plot, where it cannot cover data."""
+    ax.legend(
+        title=None, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0
+    )
 
 
 def forest_plot(estimates: pd.DataFrame, *, title: str | None = None) -> Figure:
@@ -323,12 +350,16 @@ def counts_bar(counts: pd.DataFrame, *, by: str, title: str | None = None, ax=No
     owned = ax is None
     fig, ax = _panel(ax, (6.5, 3.2))
     long = counts.melt(id_vars=by, var_name="group", value_name="learners")
-    _grouped_bars(ax, long, category=by, value="learners", hue="group", colours=PALETTE[:2])
-    ax.set_ylabel("Learners")
-    ax.set_xlabel(by.replace("_", " ").capitalize())
+    across = sideways(long[by])
+    _grouped_bars(
+        ax, long, category=by, value="learners", hue="group", colours=PALETTE[:2], horizontal=across
+    )
+    names = ("Learners", by.replace("_", " ").capitalize())
+    ax.set_xlabel(names[0] if across else names[1])
+    ax.set_ylabel(names[1] if across else names[0])
     if title:
         _title(ax, _fill(title, 55), fontsize=11, loc="left")
-    ax.legend(title=None, frameon=False)
+    legend_outside(ax)
     return _finish(fig, owned)
 
 
@@ -410,7 +441,7 @@ def love_plot(balance, *, threshold: float = 0.1, title: str | None = None, ax=N
     ax.set_ylim(-0.7, len(labels) - 0.3)
     ax.set_xlim(left=0)
     ax.set_xlabel("Absolute standardised mean difference (SD)")
-    ax.legend(frameon=False, loc="lower right", fontsize=9)
+    legend_outside(ax)
     text = title if title is not None else balance.reading(threshold)
     _title(ax, textwrap.fill(text, 60), fontsize=10, loc="left")
     return _finish(fig, owned)
@@ -682,7 +713,7 @@ def funnel_plot(funnel, *, title: str | None = None, ax=None) -> Figure:
     ax.set_xlim(0, 112)
     ax.set_xlabel("Share of committed action items (%)")
     ax.set_ylabel("")
-    ax.legend(title=None, frameon=False, loc="lower right")
+    legend_outside(ax)
     if title:
         _title(ax, _fill(title, 55), fontsize=11, loc="left")
     return _finish(fig, owned)
@@ -702,7 +733,7 @@ def completion_plot(curves, *, title: str | None = None, ax=None) -> Figure:
     ax.set_xlabel("Days since the action item was set")
     ax.set_ylabel("Items completed (%)")
     ax.set_ylim(0, 100)
-    ax.legend(title=None, frameon=False, loc="upper left")  # curves start low: room above
+    legend_outside(ax)
     if title:
         _title(ax, _fill(title, 55), fontsize=11, loc="left")
     return _finish(fig, owned)
@@ -738,7 +769,7 @@ def event_study_plot(dynamic, *, ax: Axes | None = None) -> Figure:
     ax.axvline(-0.5, color="#999", lw=0.8, ls="--")
     ax.set_xlabel("Periods since the team started coaching")
     ax.set_ylabel(f"Effect ({unit})")
-    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    legend_outside(ax)
     return _finish(fig, owned)
 
 
@@ -757,7 +788,7 @@ def adjusted_completion_plot(curves, *, ax: Axes | None = None) -> Figure:
     ax.set_xlabel("Days since the action item was set")
     ax.set_ylabel("Items completed (%)")
     ax.set_ylim(0, 100)
-    ax.legend(frameon=False, loc="upper left")
+    legend_outside(ax)
     return _finish(fig, owned)
 
 
@@ -769,10 +800,23 @@ def group_means_plot(table, *, scale: float = 100.0, unit: str = "%", ax=None) -
     frame = table.frame.dropna(subset=[table.value]).assign(
         shown=lambda f: scale * f[table.value].astype(float)
     )
-    _grouped_bars(ax, frame, category=table.by, value="shown", hue="group", colours=PALETTE[:2])
-    ax.set_ylabel(f"{table.value.replace('_', ' ').capitalize()} ({unit})")
-    ax.set_xlabel(table.by.replace("_", " ").capitalize())
-    ax.legend(title=None, frameon=False)
+    across = sideways(frame[table.by])
+    _grouped_bars(
+        ax,
+        frame,
+        category=table.by,
+        value="shown",
+        hue="group",
+        colours=PALETTE[:2],
+        horizontal=across,
+    )
+    names = (
+        f"{table.value.replace('_', ' ').capitalize()} ({unit})",
+        table.by.replace("_", " ").capitalize(),
+    )
+    ax.set_xlabel(names[0] if across else names[1])
+    ax.set_ylabel(names[1] if across else names[0])
+    legend_outside(ax)
     return _finish(fig, owned)
 
 
@@ -788,10 +832,11 @@ def skill_heatmap(grid, *, by: str = "role") -> Figure:
     set_style()
     frame = grid.frame
     waves = [w for w in ("pre", "post") if w in set(frame["wave"])]
+    lines = max((_fill(str(r), 24).count("\n") + 1 for r in frame[by].unique()), default=1)
     fig, axes = plt.subplots(
         1,
         max(len(waves), 1),
-        figsize=(5.25 * max(len(waves), 1), 0.45 * frame[by].nunique() + 2.2),
+        figsize=(5.25 * max(len(waves), 1), (0.2 + 0.25 * lines) * frame[by].nunique() + 2.2),
         squeeze=False,
     )
     vmax = float(frame["gap"].max()) if frame["gap"].notna().any() else 1.0
@@ -829,12 +874,14 @@ def skill_heatmap(grid, *, by: str = "role") -> Figure:
         for spine in ax.spines.values():
             spine.set_visible(False)
         ax.set_xticks(np.arange(n_cols) + 0.5, [str(c) for c in wide.columns])
-        ax.set_yticks(np.arange(n_rows) + 0.5, [str(r) for r in wide.index])
+        ax.set_yticks(np.arange(n_rows) + 0.5, [_fill(str(r), 24) for r in wide.index])
         ax.tick_params(length=0)
         _title(ax, "Before the programme" if wave == "pre" else "After the programme", fontsize=11)
         ax.set_xlabel("")
         ax.set_ylabel(by.replace("_", " ").capitalize() if ax is axes[0][0] else "")
-        plt.setp(ax.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor")
+        plt.setp(
+            ax.get_xticklabels(), rotation=90
+        )  # narrow cells: names read upwards, never overlap
     if mesh is not None:
         bar = fig.colorbar(mesh, ax=axes[0][len(waves) - 1], label="Mean gap (points)")
         bar.outline.set_linewidth(0)

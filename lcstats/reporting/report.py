@@ -331,7 +331,8 @@ def _programme_section(
 ) -> tuple[dict[str, Any], int]:
     """The programme and who was coached, by cohort and by role; and the cells hidden."""
     breakdowns, hidden = [], 0
-    fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH, 3.4))
+    heights = [plots.bars_height(data[by].dropna()) for by in ("cohort", "role")]
+    fig, axes = plt.subplots(2, 1, figsize=(FULL_WIDTH, sum(heights) + 0.6), height_ratios=heights)
     for ax, by in zip(axes, ("cohort", "role"), strict=True):
         frame, n_hidden = _learner_counts(data, by, params.treatment, params.min_group_size)
         hidden += n_hidden

@@ -156,7 +156,10 @@ def preflight(params: Params) -> tuple[dict[str, str], Programme]:
     Returns what identifies each input (a file's SHA-256, a database table's rows'
     fingerprint), and the validated programme.
     """
+    from lcstats.estimation.designs import check_design
+
     programme = read_inputs(params)
+    check_design(params, programme)
     return input_hashes(programme), programme
 
 
