@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup report test lint format lab example-data benchmark clean
+.PHONY: setup report test lint format lab docs example-data benchmark clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "lcstats needs Python >= 3.11"'
@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name lcstats --display-name "Python (lcstats)" > /dev/null
+	$(BIN)/jupyter labextension disable --level=sys_prefix "@jupyterlab/apputils-extension:announcements" > /dev/null 2>&1
 	if [ -d .git ]; then $(BIN)/nbstripout --install --extra-keys "metadata.papermill cell.metadata.papermill"; fi
 	touch $(STAMP)
 
@@ -35,7 +36,12 @@ format: setup
 	$(BIN)/ruff check --fix lcstats tests benchmarks tools
 
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	tools/lab
+
+docs: setup
+	$(BIN)/python tools/make_docs.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@echo "docs: site/index.html"
 
 example-data: setup
 	$(BIN)/lcstats simulate --out data/example --learners 2000 --seed 20261128 --activity parquet
@@ -48,4 +54,4 @@ benchmark: setup
 	$(BIN)/python benchmarks/run_speed.py
 
 clean:
-	rm -rf $(VENV) reports/*/ reports/runs.sqlite .pytest_cache
+	rm -rf $(VENV) reports/*/ reports/runs.sqlite .pytest_cache site

@@ -120,7 +120,7 @@ def _learners_table(n: int, rng: np.random.Generator):
     )
 
 
-def _chunk(rng, n, t0, t1, ids, weights_cum, objects, object_cum):
+def _chunk(rng, n, t0, t1, *, ids, weights_cum, objects, object_cum):
     """One chunk of n events between t0 and t1 (microseconds), in time order."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -171,7 +171,16 @@ def generate(folder: Path, events: int, learners: int, seed: int, rows_per_file:
             part = folder / f"part-{k // per_file:03d}.parquet.tmp"
             writer = None
         n = min(CHUNK, events - done)
-        table = _chunk(rng, n, edges[k], edges[k + 1], ids, weights_cum, objects, object_cum)
+        table = _chunk(
+            rng,
+            n,
+            edges[k],
+            edges[k + 1],
+            ids=ids,
+            weights_cum=weights_cum,
+            objects=objects,
+            object_cum=object_cum,
+        )
         if writer is None:
             writer = pq.ParquetWriter(part, table.schema)
         writer.write_table(table, row_group_size=1_000_000)
@@ -396,10 +405,14 @@ def run_pandas(folder: Path, learners, *, path: str | None = None):
         {
             "weeks": used[["row", "week"]].drop_duplicates().groupby("row").size(),
             "seconds": by["seconds"].sum(),
-            "started": used.loc[used["started"], ["row", "item"]].drop_duplicates()
-            .groupby("row").size(),
-            "completed": used.loc[used["completed"], ["row", "item"]].drop_duplicates()
-            .groupby("row").size(),
+            "started": used.loc[used["started"], ["row", "item"]]
+            .drop_duplicates()
+            .groupby("row")
+            .size(),
+            "completed": used.loc[used["completed"], ["row", "item"]]
+            .drop_duplicates()
+            .groupby("row")
+            .size(),
             "last": by["ts"].max(),
         }
     ).reindex(np.arange(len(cut)))
@@ -668,7 +681,9 @@ def summarise(runs: list[dict], methods: list[str]) -> list[dict]:
                 "n": len(ok),
                 "failed": [r["status"] for r in mine if r.get("status") != "ok"],
                 "wall": _median(mine, "wall"),
-                "wall_range": (min(r["wall"] for r in ok), max(r["wall"] for r in ok)) if ok else None,
+                "wall_range": (min(r["wall"] for r in ok), max(r["wall"] for r in ok))
+                if ok
+                else None,
                 "cpu": _median(mine, "cpu"),
                 "peak_rss": _median(mine, "peak_rss"),
                 "spark_start": _median(mine, "spark_start"),
@@ -704,11 +719,14 @@ def print_table(rows: list[dict]) -> None:
 def run_benchmark(folder: Path, args: argparse.Namespace) -> None:
     """Interleaved fresh-process runs of every method; the table, and the runs as JSON."""
     runs = []
+    log = args.work / f"activity_speed-{folder.name}.jsonl"
     for rep in range(args.repeats):
         order = args.methods[rep % len(args.methods) :] + args.methods[: rep % len(args.methods)]
-        for method in order:
+        for method in [m for m in order if rep == 0 or m not in args.once]:
             res = measure(method, folder, args)
             runs.append(res)
+            with log.open("a") as fh:
+                fh.write(json.dumps(res, default=str) + "\n")
             shown = f"{res['wall']:.2f} s" if res.get("wall") else res["status"]
             peak = f"{res['peak_rss'] / GB:.2f} GB" if res.get("peak_rss") else "-"
             print(
@@ -775,20 +793,30 @@ def profile(folder: Path, path: str | None = None) -> None:
         return value
 
     print(f"steps of activity_features on {spec.path}:")
-    cut, _ = timed("cutoffs (pandas)", lambda: A.cutoffs(
-        learners, baseline_end=BASELINE_END, window_days=WINDOW_DAYS))
-    events, con, _ = timed("events expression (DuckDB connect, read_parquet)",
-                           lambda: A._events(spec, {}))
-    memtable = timed("cut-offs to Arrow + memtable", lambda: ibis.memtable(
-        pa.Table.from_pandas(cut, preserve_index=False)))
+    cut, _ = timed(
+        "cutoffs (pandas)",
+        lambda: A.cutoffs(learners, baseline_end=BASELINE_END, window_days=WINDOW_DAYS),
+    )
+    events, con, _ = timed(
+        "events expression (DuckDB connect, read_parquet)", lambda: A._events(spec, {})
+    )
+    memtable = timed(
+        "cut-offs to Arrow + memtable",
+        lambda: ibis.memtable(pa.Table.from_pandas(cut, preserve_index=False)),
+    )
     classified = A._classified(events, memtable)
-    timed("reason counts query (a pass over the events)", lambda: classified.group_by(
-        "reason").aggregate(n=classified.count()).to_pyarrow())
-    table = timed("features query (another pass) to Arrow", lambda: A._features(
-        classified).to_pyarrow())
+    timed(
+        "reason counts query (a pass over the events)",
+        lambda: classified.group_by("reason").aggregate(n=classified.count()).to_pyarrow(),
+    )
+    table = timed(
+        "features query (another pass) to Arrow", lambda: A._features(classified).to_pyarrow()
+    )
     counts = timed("Arrow to pandas", table.to_pandas)
-    features = timed("_learner_features (pandas merge, 1M rows)", lambda: A._learner_features(
-        counts, cut, WINDOW_DAYS))
+    features = timed(
+        "_learner_features (pandas merge, 1M rows)",
+        lambda: A._learner_features(counts, cut, WINDOW_DAYS),
+    )
     timed("fingerprint (SHA-256 of the files)", lambda: A._fingerprint(spec, features, {}))
     con.disconnect()
 
@@ -802,9 +830,26 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--learners", type=lambda s: int(s.replace("_", "")), default=1_000_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--methods", nargs="+", default=list(METHODS), help=" ".join(METHODS))
-    ap.add_argument("--quick", action="store_true", help="1M events of 10k learners, 1 repeat, no spark-sql (smoke check)")
-    ap.add_argument("--check", action="store_true", help="compare every method's numbers (quick data)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="1M events of 10k learners, 1 repeat, no spark-sql (smoke check)",
+    )
+    ap.add_argument(
+        "--check", action="store_true", help="compare every method's numbers (quick data)"
+    )
     ap.add_argument("--profile", action="store_true", help="time activity_features' steps first")
+    ap.add_argument(
+        "--once",
+        nargs="*",
+        default=[],
+        help="methods to run in the first round only (e.g. the 5-10 minute Spark runs)",
+    )
+    ap.add_argument(
+        "--summary",
+        action="store_true",
+        help="only print the table of every run recorded for this data (all invocations)",
+    )
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--rows-per-file", type=int, default=20_000_000)
     ap.add_argument("--work", type=Path, default=Path("/tmp/lcstats-bench"))
@@ -857,6 +902,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.check:
         check(folder, args.methods)
+        return
+    if args.summary:
+        runs = [json.loads(x) for x in (args.work / f"activity_speed-{folder.name}.jsonl").open()]
+        methods = list(dict.fromkeys(r["method"] for r in runs))
+        print_table(summarise(runs, [m for m in args.methods if m in methods] or methods))
         return
     if args.profile:
         profile(folder)

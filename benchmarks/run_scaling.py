@@ -30,6 +30,11 @@ Usage::
     .venv/bin/python benchmarks/run_scaling.py --sizes 1000000 --time-limit 1800
     .venv/bin/python benchmarks/run_scaling.py --format parquet --sizes 1000000
     .venv/bin/python benchmarks/run_scaling.py --steps 100000 1000000
+    .venv/bin/python benchmarks/run_scaling.py --steps 1000000 --source /tmp/lcstats-before
+
+``--source DIR`` runs the steps with the package of another source tree (for example
+``git archive <commit> | tar -x -C DIR``), for a before/after comparison on the same data.
+Each step row ends with the 1-minute load average when it finished.
 """
 
 from __future__ import annotations
@@ -155,15 +160,33 @@ class TreeSampler(threading.Thread):
 
 
 def run_measured(
-    cmd: list[str], *, time_limit: float, mem_limit: float | None, log: Path | None = None
+    cmd: list[str],
+    *,
+    time_limit: float,
+    mem_limit: float | None,
+    log: Path | None = None,
+    source: Path | None = None,
 ) -> dict:
-    """Run a command, sampling the RSS of its tree; kill the tree past the time or memory limit."""
+    """Run a command, sampling the RSS of its tree; kill the tree past the time or memory limit.
+
+    ``source``: run it with the ``lcstats`` of another source tree (its folder first on the
+    path, and as the working directory), e.g. an unpacked older commit to compare against.
+    """
+    env = None
+    if source is not None:
+        env = {**os.environ, "PYTHONPATH": str(source)}
     err = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
     stdout = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (a pipe could fill up)
     t_start = time.time()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        cmd, stdout=stdout, stderr=err, text=True, cwd=ROOT, start_new_session=True
+        cmd,
+        stdout=stdout,
+        stderr=err,
+        text=True,
+        cwd=source or ROOT,
+        env=env,
+        start_new_session=True,
     )
     sampler = TreeSampler(proc.pid, limit=mem_limit)
     sampler.start()
@@ -272,7 +295,8 @@ def step(name, fn):
         tracemalloc.stop()
     after = status()
     rows.append({"step": name, "seconds": wall, "rss_before": before, "rss_after": after["VmRSS"],
-                 "hwm": after["VmHWM"], "tracemalloc_peak": tm_peak})
+                 "hwm": after["VmHWM"], "tracemalloc_peak": tm_peak,
+                 "load": __import__("os").getloadavg()[0]})
     print(json.dumps(rows[-1]), flush=True)
     return value
 
@@ -280,6 +304,7 @@ def imports():
     import lcstats, lcstats.reporting.report, lcstats.reporting.results  # noqa
     return lcstats
 lc = step("imports", imports)
+print(json.dumps({"lcstats": lc.__file__}), flush=True)
 from lcstats.reporting.report import build_report
 from lcstats.reporting.results import results_document, write_results
 params = lc.load_params(sys.argv[1])
@@ -302,11 +327,16 @@ step("build_report + write", lambda: build_report(
 """
 
 
-def run_steps(params: Path, *, tracemalloc: bool, time_limit: float, log: Path) -> list[dict]:
+def run_steps(
+    params: Path, *, tracemalloc: bool, time_limit: float, log: Path, source: Path | None = None
+) -> list[dict]:
     """Run the evaluation's steps in one Python process; one row of measurements per step."""
     cmd = [PYTHON, "-c", STEP_CODE, str(params), *(["--tracemalloc"] if tracemalloc else [])]
-    res = run_measured(cmd, time_limit=time_limit, mem_limit=None, log=log)
+    res = run_measured(cmd, time_limit=time_limit, mem_limit=None, log=log, source=source)
     rows = [json.loads(line) for line in res["stdout"].splitlines() if line.startswith("{")]
+    for row in [r for r in rows if "lcstats" in r]:
+        print(f"  (lcstats imported from {row['lcstats']})")
+        rows.remove(row)
     if res["rc"] != 0 or res["stopped"]:
         rows.append({"step": f"stopped ({res['stopped'] or 'exit ' + str(res['rc'])}); see {log}"})
     # clear_refs resets the high-water mark ru_maxrss reads, so the process peak is the steps' max
@@ -336,6 +366,11 @@ def _parse_args() -> argparse.Namespace:
     ap.add_argument("--mem-limit-gb", type=float, default=8.0, help="kill the run past this RSS")
     ap.add_argument("--steps", type=int, nargs="*", help="run the steps in-process for these sizes")
     ap.add_argument("--tracemalloc", action="store_true", help="with --steps: tracemalloc peaks")
+    ap.add_argument(
+        "--source",
+        type=Path,
+        help="with --steps: use the lcstats of this source tree (e.g. an older commit's files)",
+    )
     return ap.parse_args()
 
 
@@ -344,18 +379,25 @@ def _print_steps(n: int, args: argparse.Namespace) -> None:
     data = ensure_data(n, args.work, args.format, args.regenerate, args.time_limit)
     print(f"\nsteps in one Python process, {n:,} learners ({args.format}):", flush=True)
     print(
-        f"  {'step':<26} {'seconds':>8} {'RSS before':>11} {'RSS after':>10} {'peak RSS':>9} {'tracemalloc':>11}"
+        f"  {'step':<26} {'seconds':>8} {'RSS before':>11} {'RSS after':>10} {'peak RSS':>9} "
+        f"{'tracemalloc':>11} {'load':>5}"
     )
     log = args.work / f"steps-{args.format}-{n}.log"
     for r in run_steps(
-        data["params"], tracemalloc=args.tracemalloc, time_limit=args.time_limit, log=log
+        data["params"],
+        tracemalloc=args.tracemalloc,
+        time_limit=args.time_limit,
+        log=log,
+        source=args.source,
     ):
         if "seconds" not in r:
             print(f"  {r['step']}")
             continue
+        load = f"{r['load']:>5.1f}" if "load" in r else f"{'-':>5}"
         print(
             f"  {r['step']:<26} {r['seconds']:>8.2f} {_gb(r.get('rss_before')):>11}"
             f" {_gb(r.get('rss_after')):>10} {_gb(r.get('hwm')):>9} {_gb(r.get('tracemalloc_peak')):>11}"
+            f" {load}"
         )
 
 

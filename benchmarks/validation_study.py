@@ -25,9 +25,22 @@ Two data-generating processes (DGPs), each replicated ``--reps`` times with inde
     team). That intercept is independent of the outcome, so it is not a confounder; the logistic
     propensity model without it is a close approximation. The effect is a constant 0.5, so
     ATE = ATT = 0.5, and the outcome model is correctly specified.
+``overlap``
+    Poor overlap, to compare normalised (Hajek, the default) and unnormalised
+    (Horvitz-Thompson) weights in IPW and AIPW. ``--n-overlap`` learners with a confounder
+    ``x ~ N(0, 1)`` and a covariate ``eng ~ N(0, 1)``; coaching is logistic,
+    ``logit e = 0.3 + s x + 0.5 eng`` with ``s`` each of ``--overlap-strengths`` (1.5: 7% of
+    scores outside [0.05, 0.95], 2.0: 16%, 2.5: 25%), so the propensity model is correctly
+    specified; the outcome is a share of 6 items, each on time with probability
+    ``expit(-0.3 + 1.5 [x > 0.8] + 0.3 eng + 0.5 t)``, so the linear outcome model is not (a
+    threshold in the confounder) and the weights must correct it. The truth is the population
+    ATE / ATT (from 4 million draws of the covariates). Both weightings are consistent here;
+    the question is how far a few learners with extreme weights move them, and whether their
+    intervals say so.
 
 For every DGP x covariate spec x outcome x estimand (ATE, ATT) x method (difference, regression, ipw, aipw) x
-standard errors (clustered by team / cluster, or not) it reports: mean bias (and its Monte
+weights (normalised; unnormalised too in the overlap DGP) x standard errors (clustered by team /
+cluster, or not; the overlap DGP has no clusters) it reports: mean bias (and its Monte
 Carlo SE), bias in units of the mean standard error, median error, RMSE, coverage of the
 nominal 95% interval, mean standard error, the empirical SD of the estimation error, and their
 ratio. Clustering changes only the standard errors, never the estimate. The Monte Carlo
@@ -36,10 +49,20 @@ standard error of a coverage near 0.95 is sqrt(0.95 * 0.05 / reps): 0.014 at 250
 effect), while the standard errors target the population average, so a ratio slightly above 1
 is expected there.
 
+``--rollouts N`` adds the roll-out study (issue 12): ``N`` programmes simulated by
+`lcstats.data.rollout.simulate_rollout` (teams start coaching in waves; an unrecorded learner
+trait raises follow-through and brings the team's wave forward), each estimated with the
+staggered simple aggregation (Callaway and Sant'Anna, never-coached comparison) and with
+cross-sectional AIPW for the coached on the recorded covariates
+(`lcstats.estimation.staggered.rollout_study`). Programmes run in chunks of 50 whose seeds come
+from ``--seed`` and the chunk number, so the table does not depend on ``--jobs``.
+
 Usage (about 3 minutes with the defaults, 5.5 minutes with --reps 500, on 2 cores)::
 
     .venv/bin/python benchmarks/validation_study.py                  # 250 replications per DGP
     .venv/bin/python benchmarks/validation_study.py --reps 500 --seed 1 --raw /tmp/raw.csv
+    .venv/bin/python benchmarks/validation_study.py --dgp overlap --reps 1000 --seed 1
+    .venv/bin/python benchmarks/validation_study.py --dgp none --rollouts 1000 --seed 1
 """
 
 from __future__ import annotations
@@ -79,11 +102,17 @@ PROGRAMME_SPECS = {
 }
 LINEAR_COVARIATES = ("xc", "x1", "x2")
 LINEAR_EFFECT = 0.5
+WEIGHTINGS = ("normalised", "unnormalised")
+OVERLAP_TRUTH_DRAWS = 4_000_000
+DGPS = {"both": ("programme", "linear"), "all": ("programme", "linear", "overlap"), "none": ()}
+ROLLOUT_CHUNK = 50
 AS_OF = "2026-06-30"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "validation.csv"
 
 
-def _record(est, *, dgp, spec, outcome, estimand, clustered, method, truth) -> dict:
+def _record(
+    est, *, dgp, spec, outcome, estimand, clustered, method, truth, weights="normalised"
+) -> dict:
     """One row of the raw results: the design, the truth and the estimate (NaN if it failed)."""
     row = {
         "dgp": dgp,
@@ -91,6 +120,7 @@ def _record(est, *, dgp, spec, outcome, estimand, clustered, method, truth) -> d
         "outcome": outcome,
         "estimand": estimand,
         "method": method,
+        "weights": weights if method in ("ipw", "aipw") else "-",
         "clustered": clustered,
         "truth": truth,
         "estimate": math.nan,
@@ -207,9 +237,74 @@ def linear_replicate(seed: int, args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def _overlap_covariates(rng: np.random.Generator, n: int, strength: float):
+    """Confounder, second covariate, true propensity and the two potential outcome means."""
+    x = rng.standard_normal(n)
+    eng = rng.standard_normal(n)
+    e = 1 / (1 + np.exp(-(0.3 + strength * x + 0.5 * eng)))
+    lin = -0.3 + 1.5 * (x > 0.8) + 0.3 * eng
+    return x, eng, e, 1 / (1 + np.exp(-lin)), 1 / (1 + np.exp(-(lin + 0.5)))
+
+
+def overlap_truth(strength: float) -> dict[str, float]:
+    """Population ATE and ATT of the overlap DGP (a fixed seed: the same in every worker)."""
+    _, _, e, mu0, mu1 = _overlap_covariates(
+        np.random.default_rng(20261201), OVERLAP_TRUTH_DRAWS, strength
+    )
+    return {"ATE": float(np.mean(mu1 - mu0)), "ATT": float(np.sum(e * (mu1 - mu0)) / e.sum())}
+
+
+def overlap_replicate(seed: int, args: argparse.Namespace) -> list[dict]:
+    """Poor overlap: IPW and AIPW with normalised and unnormalised weights (no clusters)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for strength in args.overlap_strengths:
+        x, eng, e, mu0, mu1 = _overlap_covariates(rng, args.n_overlap, strength)
+        t = (rng.random(args.n_overlap) < e).astype(int)
+        y = rng.binomial(6, np.where(t == 1, mu1, mu0)) / 6
+        data = pd.DataFrame({"y": y, "t": t, "x": x, "eng": eng})
+        truth = args.overlap_truths[strength]
+        for estimand in ESTIMANDS:
+            for method in ("ipw", "aipw"):
+                for weights in WEIGHTINGS:
+                    try:
+                        est = estimate_effect(
+                            data,
+                            outcome="y",
+                            treatment="t",
+                            covariates=("x", "eng"),
+                            method=method,
+                            estimand=estimand,
+                            weights=weights,
+                        )
+                    except EstimationError:
+                        est = None
+                    rows.append(
+                        _record(
+                            est,
+                            dgp="overlap",
+                            spec=f"strength {strength:g}",
+                            outcome="y",
+                            estimand=estimand,
+                            clustered=False,
+                            method=method,
+                            truth=truth[estimand],
+                            weights=weights,
+                        )
+                    )
+    return rows
+
+
+REPLICATES = {
+    "programme": programme_replicate,
+    "linear": linear_replicate,
+    "overlap": overlap_replicate,
+}
+
+
 def replicate(task: tuple[str, int, int, argparse.Namespace]) -> list[dict]:
     dgp, rep, seed, args = task
-    rows = programme_replicate(seed, args) if dgp == "programme" else linear_replicate(seed, args)
+    rows = REPLICATES[dgp](seed, args)
     for row in rows:
         row["rep"] = rep
     return rows
@@ -236,6 +331,7 @@ def summarise(raw: pd.DataFrame) -> pd.DataFrame:
                 "bias_over_se": bias / mean_se,
                 "median_error": err.median(),
                 "rmse": math.sqrt((err**2).mean()),
+                "max_abs_error": err.abs().max(),
                 "coverage": covered.mean(),
                 "mean_se": mean_se,
                 "emp_sd": emp_sd,
@@ -243,11 +339,14 @@ def summarise(raw: pd.DataFrame) -> pd.DataFrame:
             }
         )
 
-    keys = ["dgp", "spec", "outcome", "estimand", "method", "clustered"]
+    keys = ["dgp", "spec", "outcome", "estimand", "method", "weights", "clustered"]
     out = raw.groupby(keys, sort=False).apply(stats, include_groups=False).reset_index()
+    out = out.astype({"reps": int, "failed": int})
     order = {m: i for i, m in enumerate(METHODS)}
     out["_m"] = out["method"].map(order)
-    out = out.sort_values(["dgp", "spec", "outcome", "estimand", "_m", "clustered"], kind="stable")
+    out = out.sort_values(
+        ["dgp", "spec", "outcome", "estimand", "_m", "weights", "clustered"], kind="stable"
+    )
     return out.drop(columns="_m").reset_index(drop=True)
 
 
@@ -256,7 +355,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=250, help="replications per DGP (default 250)")
     p.add_argument("--seed", type=int, default=1, help="master seed (default 1)")
     p.add_argument(
-        "--dgp", choices=("both", "programme", "linear"), default="both", help="which DGP(s)"
+        "--dgp",
+        choices=("both", "all", "none", *REPLICATES),
+        default="both",
+        help="which DGP(s): both = programme and linear; all = the three; none (with --rollouts)",
+    )
+    p.add_argument("--n-overlap", type=int, default=1500, help="learners (overlap DGP)")
+    p.add_argument(
+        "--overlap-strengths",
+        type=float,
+        nargs="+",
+        default=[1.5, 2.0],
+        help="slopes of the confounder in the propensity model (overlap DGP)",
     )
     p.add_argument("--n-programme", type=int, default=1500, help="learners per programme")
     p.add_argument("--icc", type=float, default=0.2, help="team share of outcome variance")
@@ -276,16 +386,125 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--out", type=Path, default=DEFAULT_OUT, help=f"CSV path (default {DEFAULT_OUT})"
     )
     p.add_argument("--raw", type=Path, help="also write every replication's estimates here (CSV)")
+    p.add_argument(
+        "--rollouts",
+        type=int,
+        default=0,
+        help="also run the roll-out study (staggered against AIPW) on this many programmes",
+    )
     return p.parse_args(argv)
+
+
+FORMATS = {
+    "truth": "{:.4f}".format,
+    "bias": "{:+.4f}".format,
+    "mc_se_bias": "{:.4f}".format,
+    "bias_over_se": "{:+.2f}".format,
+    "median_error": "{:+.4f}".format,
+    "rmse": "{:.4f}".format,
+    "max_abs_error": "{:.4f}".format,
+    "coverage": "{:.3f}".format,
+    "mean_se": "{:.4f}".format,
+    "emp_sd": "{:.4f}".format,
+    "se_ratio": "{:.2f}".format,
+}
+
+
+def print_overlap(table: pd.DataFrame) -> None:
+    """The poor-overlap comparison of normalised and unnormalised weights."""
+    rows = table[table["dgp"] == "overlap"]
+    if rows.empty:
+        return
+    cols = ["spec", "estimand", "method", "weights", "bias", "rmse", "max_abs_error"]
+    cols += ["coverage", "se_ratio", "failed"]
+    print("\npoor overlap: normalised (Hajek) against unnormalised (Horvitz-Thompson) weights")
+    print(rows[cols].to_string(index=False, formatters=FORMATS))
+
+
+def print_tables(table: pd.DataFrame, args: argparse.Namespace, elapsed: float, dgps) -> None:
+    """The study's header and its tables."""
+    print(
+        f"lcstats validation study: {args.reps} replications per DGP ({', '.join(dgps)}), "
+        f"seed {args.seed}, {args.jobs} worker(s), {elapsed:.0f} s, load average "
+        f"{os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"programme: {args.n_programme} learners, teams of ~10, icc {args.icc}; SEs clustered "
+        "by team_id or not; covariate specs: "
+        + "; ".join(f"{k} = {', '.join(PROGRAMME_SPECS[k])}" for k in args.specs)
+    )
+    print(
+        f"linear: {args.clusters} clusters x {args.cluster_size}, cluster share "
+        f"{args.linear_icc}, clustered roll-out, constant effect {LINEAR_EFFECT}; covariates "
+        "xc, x1, x2"
+    )
+    if "overlap" in dgps:
+        print(
+            f"overlap: {args.n_overlap} learners, strengths "
+            f"{', '.join(f'{s:g}' for s in args.overlap_strengths)}; no clusters"
+        )
+    print(f"Monte Carlo SE of a 95% coverage: {math.sqrt(0.95 * 0.05 / args.reps):.3f}\n")
+    shown = table.assign(clustered=table["clustered"].map({True: "yes", False: "no"}))
+    with pd.option_context("display.width", 220, "display.max_rows", 500):
+        print(shown.drop(columns="max_abs_error").to_string(index=False, formatters=FORMATS))
+        print_overlap(table)
+
+
+def _rollout_chunk(task: tuple[int, int, int]) -> pd.DataFrame:
+    """One chunk of the roll-out study: `rollout_study` on ``n`` programmes from its own seed."""
+    from lcstats.estimation.staggered import rollout_study
+
+    seed, chunk, n = task
+    return rollout_study(n, seed=seed * 100_003 + chunk).assign(chunk=chunk)
+
+
+def rollout_table(args: argparse.Namespace) -> pd.DataFrame:
+    """The roll-out study over ``--rollouts`` programmes, summarised by method."""
+    from lcstats.estimation.staggered import summarise_rollout_study
+
+    sizes = [ROLLOUT_CHUNK] * (args.rollouts // ROLLOUT_CHUNK)
+    sizes += [args.rollouts % ROLLOUT_CHUNK] if args.rollouts % ROLLOUT_CHUNK else []
+    tasks = [(args.seed, k, n) for k, n in enumerate(sizes)]
+    if args.jobs > 1:
+        with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+            parts = pool.map(_rollout_chunk, tasks)
+    else:
+        parts = [_rollout_chunk(t) for t in tasks]
+    return summarise_rollout_study(pd.concat(parts, ignore_index=True))
+
+
+def print_rollouts(table: pd.DataFrame, args: argparse.Namespace, elapsed: float) -> None:
+    """The roll-out study's table: staggered simple aggregation against cross-sectional AIPW."""
+    print(
+        f"\nroll-out in waves: {args.rollouts} programmes, seed {args.seed}, {elapsed:.0f} s, "
+        f"load average {os.getloadavg()[0]:.1f}; an unrecorded trait raises follow-through and "
+        "brings the team's wave forward"
+    )
+    cols = ["method", "n", "truth", "bias", "mc_se_bias", "rmse", "coverage", "mean_se", "sd"]
+    cols += ["pre_trend_rejects"]
+    fmt = {**FORMATS, "sd": "{:.4f}".format, "pre_trend_rejects": "{:.3f}".format}
+    print(table[cols].to_string(index=False, formatters=fmt))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    dgps = ("programme", "linear") if args.dgp == "both" else (args.dgp,)
+    dgps = DGPS.get(args.dgp, (args.dgp,))
+    if "overlap" in dgps:  # computed once here, not in every replication
+        args.overlap_truths = {s: overlap_truth(s) for s in args.overlap_strengths}
     tasks = []
     for k, dgp in enumerate(dgps):
         children = np.random.SeedSequence([args.seed, k]).spawn(args.reps)
         tasks += [(dgp, r, int(c.generate_state(1)[0]), args) for r, c in enumerate(children)]
+    if args.rollouts:
+        started = time.perf_counter()
+        rollouts = rollout_table(args)
+        out = args.out.with_name("rollout.csv")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rollouts.to_csv(out, index=False, float_format="%.6g", lineterminator="\n")
+        print_rollouts(rollouts, args, time.perf_counter() - started)
+        print(f"written: {out}")
+    if not tasks:
+        return 0
     started = time.perf_counter()
     rows: list[dict] = []
     if args.jobs > 1:
@@ -305,36 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         args.raw.parent.mkdir(parents=True, exist_ok=True)
         raw.to_csv(args.raw, index=False, float_format="%.8g", lineterminator="\n")
 
-    print(
-        f"lcstats validation study: {args.reps} replications per DGP, seed {args.seed}, "
-        f"{args.jobs} worker(s), {elapsed:.0f} s"
-    )
-    print(
-        f"programme: {args.n_programme} learners, teams of ~10, icc {args.icc}; SEs clustered "
-        "by team_id or not; covariate specs: "
-        + "; ".join(f"{k} = {', '.join(PROGRAMME_SPECS[k])}" for k in args.specs)
-    )
-    print(
-        f"linear: {args.clusters} clusters x {args.cluster_size}, cluster share "
-        f"{args.linear_icc}, clustered roll-out, constant effect {LINEAR_EFFECT}; covariates "
-        "xc, x1, x2"
-    )
-    print(f"Monte Carlo SE of a 95% coverage: {math.sqrt(0.95 * 0.05 / args.reps):.3f}\n")
-    shown = table.assign(clustered=table["clustered"].map({True: "yes", False: "no"}))
-    formats = {
-        "truth": "{:.4f}".format,
-        "bias": "{:+.4f}".format,
-        "mc_se_bias": "{:.4f}".format,
-        "bias_over_se": "{:+.2f}".format,
-        "median_error": "{:+.4f}".format,
-        "rmse": "{:.4f}".format,
-        "coverage": "{:.3f}".format,
-        "mean_se": "{:.4f}".format,
-        "emp_sd": "{:.4f}".format,
-        "se_ratio": "{:.2f}".format,
-    }
-    with pd.option_context("display.width", 200, "display.max_rows", 500):
-        print(shown.to_string(index=False, formatters=formats))
+    print_tables(table, args, elapsed, dgps)
     print(f"\nwritten: {args.out}")
     return 0
 

@@ -62,6 +62,8 @@ _EXPORTS = {
     "cost_effectiveness": "lcstats.estimation.costs",
     "evaluation_costs": "lcstats.estimation.costs",
     "TableSpec": "lcstats.params",
+    "Readings": "lcstats.core.display",
+    "subgroup_effects": "lcstats.estimation.heterogeneity.subgroups",
 }
 # short names of submodules kept from before the layered layout (``lc.plots``, ``lc.params`` ...)
 _SUBMODULES = {

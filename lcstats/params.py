@@ -73,13 +73,24 @@ class TableSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    path: str | None = None
-    sheet: str | int | None = None
-    date_format: str | None = None
-    dayfirst: bool = False
-    source: str | None = None
-    table: str | None = None
-    query: str | None = None
+    path: str | None = Field(
+        default=None, description="a file (CSV, Parquet, Excel), relative to the params file"
+    )
+    sheet: str | int | None = Field(
+        default=None, description="Excel: the sheet's name or position (default the first)"
+    )
+    date_format: str | None = Field(
+        default=None, description='how dates are written in the file, such as "%d/%m/%Y"'
+    )
+    dayfirst: bool = Field(
+        default=False, description="dates with the day first (31/01/2026) when no date_format"
+    )
+    source: str | None = Field(
+        default=None,
+        description='a connection URL, usually "${VARIABLE}" naming an environment variable',
+    )
+    table: str | None = Field(default=None, description="a table (or view) of the source")
+    query: str | None = Field(default=None, description="a SQL query run by the source")
 
     @model_validator(mode="after")
     def _one_place(self) -> TableSpec:
@@ -137,11 +148,15 @@ class CostsSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    per_session: float = 0.0
-    per_learner: float = 0.0
-    currency: str = "GBP"
-    value_per_follow_through: float | None = None
-    value_per_skill_point: float | None = None
+    per_session: float = Field(default=0.0, description="fully loaded cost of one session")
+    per_learner: float = Field(default=0.0, description="cost per coached learner")
+    currency: str = Field(default="GBP", description="three-letter currency code")
+    value_per_follow_through: float | None = Field(
+        default=None, description="what one more learner who follows through is worth"
+    )
+    value_per_skill_point: float | None = Field(
+        default=None, description="what closing one point of one learner's skills gap is worth"
+    )
 
     @model_validator(mode="after")
     def _sensible(self) -> CostsSpec:
@@ -166,14 +181,19 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     evaluation: str = Field(description="short name of the evaluation; names the report folder")
-    title: str = "Coaching evaluation"
-    learners: TableValue = Field(description="learners table: a file, or a mapping (see TableSpec)")
-    action_items: TableValue = Field(description="action-plan items table")
-    skill_assessments: TableValue = Field(description="skill assessments table")
+    title: str = Field(default="Coaching evaluation", description="title of the report")
+    learners: TableValue = Field(
+        description="learners table, one row per learner: a path, or a table mapping (below)"
+    )
+    action_items: TableValue = Field(description="action-plan items table, one row per item")
+    skill_assessments: TableValue = Field(
+        description="skill assessments table, one row per learner, skill and occasion"
+    )
     activity: TableValue | None = Field(
         default=None,
         description="learning activity: xAPI statements (JSON lines) or a table learner_id, verb, "
-        "object_id, occurred_at, duration_s; gives pre-programme engagement features",
+        "object_id, occurred_at, duration_s (a file, a glob such as logs/*.parquet over a folder of "
+        "files, or a database table); gives pre-programme engagement features",
     )
     coaching_sessions: TableValue | None = Field(
         default=None,
@@ -213,23 +233,55 @@ class Params(BaseModel):
         default_factory=dict,
         description="per table, canonical column name -> column name in your export",
     )
-    treatment: str = "coached"
+    treatment: str = Field(
+        default="coached", description="0/1 column of the learners table: who was coached"
+    )
     covariates: list[str] = Field(
-        default_factory=lambda: ["tenure_months", "engagement", "role", "cohort", "manager_coached"]
+        default_factory=lambda: [
+            "tenure_months",
+            "engagement",
+            "role",
+            "cohort",
+            "manager_coached",
+        ],
+        description="what coached and other learners are made alike on (learner columns or "
+        "activity features pre_*)",
     )
-    cluster: str | None = "team_id"
+    cluster: str | None = Field(
+        default="team_id",
+        description="cluster of the standard errors (learners in a team share influences); "
+        "null for none",
+    )
     methods: list[Method] = Field(
-        default_factory=lambda: ["difference", "regression", "ipw", "aipw"]
+        default_factory=lambda: ["difference", "regression", "ipw", "aipw"],
+        description="estimators to run",
     )
-    headline_method: Method = "aipw"
-    estimand: Estimand = "ATE"
-    alpha: float = 0.05
-    scale_min: int = 1
-    scale_max: int = 5
-    as_of: str = Field(description="date the evaluation is 'as of' (YYYY-MM-DD), never the clock")
-    min_group_size: int = 5
-    followed_through_share: float = 0.8
-    trim: list[float] | None = None
+    headline_method: Method = Field(
+        default="aipw", description="the estimate quoted in the executive summary"
+    )
+    estimand: Estimand = Field(
+        default="ATE",
+        description="ATE (all learners), ATT (the coached) or ATO (overlap weights; ipw only)",
+    )
+    alpha: float = Field(default=0.05, description="1 - confidence level of the intervals")
+    scale_min: int = Field(default=1, description="lowest level of the skill scale")
+    scale_max: int = Field(default=5, description="highest level of the skill scale")
+    as_of: str = Field(
+        description='the evaluation date ("YYYY-MM-DD", quoted), never the clock; items due '
+        "later are not yet counted"
+    )
+    min_group_size: int = Field(
+        default=5, description="smallest group any breakdown in the report may show"
+    )
+    followed_through_share: float = Field(
+        default=0.8,
+        description="share of items on time for a learner to count as having followed through",
+    )
+    trim: list[float] | None = Field(
+        default=None,
+        description="[low, high], such as [0.05, 0.95]: leave out learners whose chance of "
+        "coaching is outside it (counted in the report)",
+    )
     timeout_minutes: float | None = Field(
         default=None,
         description="time limit of a whole run; default 30 minutes plus 1 per 10 MB of input",

@@ -37,6 +37,17 @@ def small_programme_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def example_evaluation():
+    """The example evaluation (params/example.yaml), computed once per test session.
+
+    Tests must not change it (its tables are shared).
+    """
+    import lcstats
+
+    return lcstats.evaluate(lcstats.load_params(ROOT / "params" / "example.yaml"))
+
+
 def write_params(path: Path, data_dir: Path, **overrides) -> Path:
     """Write a params YAML pointing at a programme folder."""
     import yaml

@@ -270,4 +270,4 @@ def test_costs_object_and_displays():
     assert costs.total(N, SESSIONS) == TOTAL and costs.value("skills_gap") is None
     ce = ce_of(FOLLOWED, costs=costs)
     assert "228,000 = 300 x 200 learners + 120 x 1400 sessions" in ce.summary()
-    assert ce._repr_html_().startswith("<p>Coaching 200 learners") and repr(ce) == ce.summary()
+    assert "<strong>Coaching 200 learners" in ce._repr_html_() and repr(ce) == ce.summary()

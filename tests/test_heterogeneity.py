@@ -419,3 +419,54 @@ def test_plots_show_not_estimated_rows(learners):
     assert "not estimated" in texts and "reference" in texts
     assert "n < 500" in fig.axes[0].get_xticklabels()[1].get_text()
     plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------
+# diagnose: shared fits and coded copies give the results of the analyses run one by one
+
+
+def test_diagnose_equals_the_analyses_run_one_by_one(small_programme_dir):
+    from lcstats.estimation.analysis import estimate_effects, outcome_covariates
+    from lcstats.estimation.balance import balance_table
+    from lcstats.estimation.diagnostics import diagnose
+
+    folder = small_programme_dir
+    prog = load_programme(
+        folder / "learners.csv", folder / "action_items.csv", folder / "skill_assessments.csv"
+    )
+    outcomes = learner_outcomes(prog, as_of="2026-06-30")
+    covs = ("tenure_months", "engagement", "role", "cohort", "manager_coached")
+    effects = estimate_effects(outcomes, covariates=covs, cluster="team_id")
+    assert set(effects.propensity) == {"follow_through", "skills_gap"}
+    diag = diagnose(
+        outcomes,
+        effects,
+        treatment="coached",
+        covariates=covs,
+        cluster="team_id",
+        headline_method="aipw",
+    )
+    sample = effects.samples["follow_through"].data
+    ref = balance_table(sample, treatment="coached", covariates=covs)
+    pd.testing.assert_frame_equal(diag.balance.frame, ref.frame, check_exact=True)
+    fit = {"method": "aipw", "alpha": 0.05, "min_group_size": 5}
+    for outcome, smp in effects.samples.items():
+        data, full = smp.data, outcome_covariates(outcome, covs)
+        sub = subgroup_effects(
+            data,
+            outcome=outcome,
+            by=("role", "cohort", "manager_coached"),
+            covariates=full,
+            cluster="team_id",
+            **fit,
+        )
+        dose = dose_response(data, outcome=outcome, covariates=full, cluster="team_id", **fit)
+        mgr = manager_effects(
+            data, outcome=outcome, covariates=[c for c in full if c != "manager_coached"], **fit
+        )
+        for ours, theirs in (
+            (diag.subgroups[outcome], sub),
+            (diag.dose[outcome], dose),
+            (diag.manager[outcome], mgr),
+        ):
+            pd.testing.assert_frame_equal(ours.to_frame(), theirs.to_frame(), check_exact=True)

@@ -142,7 +142,8 @@ def test_valid_programme_loads_with_typed_columns(make, mini):
     assert prog.skill_assessments["level"].dtype == float
     for table in TABLES:
         assert isinstance(prog.table(table).index, pd.RangeIndex)
-    assert "<table>" in prog._repr_html_()
+    html = prog._repr_html_()
+    assert "<table" in html and "Programme: 40 learners" in html
 
 
 def test_optional_values_may_be_empty(make):

@@ -17,11 +17,18 @@ experiment, difference     1,794.34   670        481 to 3,108        the benchma
 NSW + CPS, difference      -8,497.52  582        -9,638 to -7,357    naive, wrong sign
 NSW + CPS, regression      1,668.75   640        414 to 2,923        statsmodels TreatmentEffect.ra
 NSW + CPS, IPW             1,782.21   779        254 to 3,310        bootstrap SD 801
-NSW + CPS, AIPW            1,576.69   817        -25 to 3,178        bootstrap SD 852
+NSW + CPS, AIPW            1,584.53   788        41 to 3,128         normalised weights (default)
+NSW + CPS, AIPW unnorm.    1,576.69   817        -25 to 3,178        bootstrap SD 852
 common support, regr.      1,899.70   673        580 to 3,219        4,041 rows
 common support, IPW        1,730.91   769        223 to 3,239
-common support, AIPW       1,554.26   781        25 to 3,084
+common support, AIPW       1,574.66   765        76 to 3,074         normalised weights (default)
+common support, AIPW un.   1,554.26   781        25 to 3,084
 =========================  =========  =========  ==================  ===============================
+
+The AIPW rows are Sant'Anna and Zhao's (2020) normalised doubly robust ATT (the default) and the
+unnormalised form (``weights="unnormalised"``, statsmodels' ``TreatmentEffect.aipw`` divides by
+the number of treated). The IPW rows are normalised (the default, and statsmodels' IPW); the
+unnormalised (Horvitz-Thompson) IPW ATT is 1,357.44 [-262, 2,977] on the full sample.
 
 The regression standard error equals statsmodels' ``TreatmentEffect.ra(effect_group=1)``
 (639.9999, up to n / (n - 1); not a test because that call takes about a minute here); the IPW and AIPW ones agree with a 300-draw nonparametric
@@ -145,7 +152,7 @@ def test_naive_cps_difference_is_badly_biased(dw_cps):
 @pytest.mark.parametrize("method", ADJUSTED)
 def test_dw_cps_full_sample_att_near_benchmark(dw_cps, method):
     """All 16,177 rows: regression 1,668.75 [414, 2,923], IPW 1,782.21 [254, 3,310], AIPW
-    1,576.69 [-25, 3,178] (ATT, 95% CI). Control scores go down to 1.2e-9 (treated 0.001-0.94);
+    1,584.53 [41, 3,128] (ATT, 95% CI; unnormalised AIPW 1,576.69 [-25, 3,178]). Control scores go down to 1.2e-9 (treated 0.001-0.94);
     for the ATT those controls get weight ~0, so the estimators must not refuse them (they did
     until the propensity guard was made estimand-aware)."""
     est = estimate_effect(
@@ -164,7 +171,7 @@ def test_dw_cps_full_sample_att_near_benchmark(dw_cps, method):
 def test_dw_cps_common_support_att_near_benchmark(dw_cps_common_support, method):
     """On DW's common support (185 treated, 3,856 controls) every adjusted method recovers the
     experimental benchmark: regression 1,899.70 [580, 3,219], IPW 1,730.91 [223, 3,239], AIPW
-    1,554.26 [25, 3,084] (ATT, 95% CI)."""
+    1,574.66 [76, 3,074] (ATT, 95% CI; unnormalised AIPW 1,554.26 [25, 3,084])."""
     data = dw_cps_common_support
     assert len(data) == 4_041
     naive = estimate_effect(data, outcome="re78", treatment="treat", method="difference")
@@ -180,3 +187,21 @@ def test_dw_cps_common_support_att_near_benchmark(dw_cps_common_support, method)
     assert abs(est.estimate - EXPERIMENTAL_BENCHMARK) < ATT_TOLERANCE
     assert _covers(est, EXPERIMENTAL_BENCHMARK)
     assert est.std_error > naive.std_error  # adjustment costs precision, it is not free
+
+
+@pytest.mark.parametrize("weights", ["normalised", "unnormalised"])
+def test_dw_cps_aipw_att_both_weightings(dw_cps, weights):
+    """Both AIPW forms cover the benchmark on the full sample: normalised 1,584.53 [41, 3,128],
+    unnormalised (statsmodels' form) 1,576.69 [-25, 3,178]."""
+    expected = {"normalised": 1584.53, "unnormalised": 1576.69}[weights]
+    est = estimate_effect(
+        dw_cps,
+        outcome="re78",
+        treatment="treat",
+        covariates=DW_CPS_COVARIATES,
+        method="aipw",
+        estimand="ATT",
+        weights=weights,
+    )
+    assert est.estimate == pytest.approx(expected, abs=0.01)
+    assert _covers(est, EXPERIMENTAL_BENCHMARK)

@@ -403,3 +403,32 @@ def test_small_cohorts_are_left_out_and_named(example_outcomes):
         cohort_estimates(example_outcomes, outcome="follow_through", pooling="reml")
     with pytest.raises(ValueError, match="min_group_size=0"):
         cohort_estimates(example_outcomes, outcome="follow_through", min_group_size=0)
+
+
+def test_an_evaluation_pools_its_cohorts_and_reports_them(example_evaluation):
+    from lcstats.estimation.pooling import cohort_estimates
+    from lcstats.reporting.report import build_report
+    from lcstats.reporting.results import results_document
+
+    ev = example_evaluation
+    params = ev.params
+    pooled = ev.diagnostics.cohorts["follow_through"]
+    direct = cohort_estimates(
+        ev.outcomes,
+        outcome="follow_through",
+        treatment=params.treatment,
+        covariates=params.covariates,
+        method=params.headline_method,
+        estimand=params.estimand,
+        cluster=params.cluster,
+        alpha=params.alpha,
+        min_group_size=params.min_group_size,
+    )
+    assert pooled.estimate == direct.estimate and pooled.k == ev.outcomes.data["cohort"].nunique()
+    args = {k: v for k, v in ev.report_arguments("t").items() if k != "run_id"}
+    block = results_document(**args)["diagnostics"]["across_cohorts"]["follow_through"]
+    assert block["pooled"]["k"] == pooled.k and len(block["cohorts"]) == pooled.k
+    html = build_report(**ev.report_arguments("t")).render()
+    assert (
+        "<strong>Across cohorts.</strong> Across 4 cohorts coaching raised follow-through" in html
+    )

@@ -165,7 +165,8 @@ def test_frames_and_displays():
     assert frame["n_treated"].iloc[0] == plan.n_treated
     assert plan.reading() in plan.summary()
     html = plan._repr_html_()
-    assert html.startswith("<p>") and "<table" in html
+    assert html.startswith('<div class="lcstats-summary">') and "<table" in html
+    assert plan.reading().split(" ")[0] in html
     assert (
         list(
             minimum_detectable_effect_proportion(n_treated=50, n_control=50, baseline=0.4)

@@ -12,16 +12,14 @@ import os
 from pathlib import Path
 
 from lcstats.core.files import dumps_json
-from lcstats.estimation.evaluation import evaluate
-from lcstats.params import load_params
 from lcstats.reporting.results import results_document
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "tests" / "reference" / "example-results.json"
 
 
-def test_example_results_are_byte_identical_to_the_reference():
-    done = evaluate(load_params(ROOT / "params" / "example.yaml"))
+def test_example_results_are_byte_identical_to_the_reference(example_evaluation):
+    done = example_evaluation
     args = {k: v for k, v in done.report_arguments("reference").items() if k != "run_id"}
     # the data paths are absolute: the reference holds them relative to the repository
     text = dumps_json(results_document(**args)).replace(str(ROOT), "<repository>")

@@ -60,12 +60,9 @@ def figure_png(fig: Figure) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def inputs() -> dict:
+def inputs(example_evaluation) -> dict:
     """build_report's arguments for the example programme, made as the notebook makes them."""
-    from lcstats.estimation.evaluation import evaluate
-    from lcstats.params import load_params
-
-    return evaluate(load_params(EXAMPLE_PARAMS)).report_arguments("test")
+    return example_evaluation.report_arguments("test")
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +72,9 @@ def html(inputs) -> str:
 
 def test_every_figure_is_whole_sized_for_the_page_and_without_metadata(html):
     images = IMG.findall(html)
-    assert len(images) == 11, [alt for _, alt in images]
+    cohorts = [alt for _, alt in images if "in each cohort and pooled across cohorts" in alt]
+    assert len(cohorts) == 2, cohorts  # one pooled forest plot per outcome
+    assert len(images) == 11 + len(cohorts), [alt for _, alt in images]
     for data, alt in images:
         png = base64.b64decode(data)
         width, height = Image.open(io.BytesIO(png)).size
@@ -284,3 +283,26 @@ def test_the_overlap_check_can_fail():
     assert _overlapping_labels(fig)
     assert _legend_over_data(fig)
     plt.close(fig)
+
+
+def _executive_summary(html: str) -> str:
+    import html as html_lib
+
+    start = html.index("Executive summary")
+    end = html.index("<h2", start + 20)
+    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", html[start:end])).split())
+
+
+def test_the_summary_reads_right_for_a_director(html):
+    summary = _executive_summary(html)
+    # the skills-gap sentence: the number and its interval read the same way, on a named scale
+    sentence = re.search(
+        r"Coaching narrowed the skills gap by about ([\d.]+) points on the 1-5 "
+        r"skill scale \(95% interval ([\d.]+) to ([\d.]+) points\)",
+        summary,
+    )
+    assert sentence, summary
+    size, low, high = map(float, sentence.groups())
+    assert low <= size <= high
+    for term in ("SMD", "E-value", "risk ratio", "propensity"):
+        assert term not in summary, term

@@ -50,6 +50,7 @@ def test_a_signal_stops_the_run_says_what_was_left_and_is_recorded(
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err  # one line, and no words from Jupyter about the stopped kernel
     assert lines[-1].startswith(f"interrupted by {name}: the kernel was stopped"), err
     assert "was removed" in lines[-1] and "Nothing needs deleting" in lines[-1]
     assert "Traceback" not in err

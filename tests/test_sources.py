@@ -410,6 +410,17 @@ def test_an_activity_table_gives_what_the_same_statements_give(with_logs, tmp_pa
         t, ts = activity_features(TableSpec(path=str(tmp_path / name)), prog.learners, **spec)
         pd.testing.assert_frame_equal(x, t)
         assert ts.rows_used == xs.rows_used
+    # a folder of Parquet files, as large logs are exported, read through a glob
+    whole = pd.read_parquet(tmp_path / "activity.parquet")
+    (tmp_path / "parts").mkdir()
+    for i, part in enumerate((whole.iloc[::2], whole.iloc[1::2])):
+        part.to_parquet(tmp_path / "parts" / f"part-{i}.parquet")
+    glob_spec = TableSpec(path=str(tmp_path / "parts" / "*.parquet"))
+    t, ts = activity_features(glob_spec, prog.learners, **spec)
+    pd.testing.assert_frame_equal(x, t)
+    assert ts.rows_used == xs.rows_used
+    whole.iloc[:10].to_parquet(tmp_path / "parts" / "part-1.parquet")  # one file changes
+    assert activity_features(glob_spec, prog.learners, **spec)[1].fingerprint != ts.fingerprint
 
 
 def _seconds(duration: str) -> float:

@@ -2,7 +2,8 @@
 
     .venv/bin/python tools/make_notebooks.py
 
-The three notebooks share one parameters cell, so a params file works with any of them.
+The evaluation, data-quality and diagnostics notebooks share one parameters cell, so a params file
+works with any of them; explore.ipynb reads a params file itself.
 """
 
 from pathlib import Path
@@ -92,7 +93,7 @@ which injects the values of the params file below the next cell."""),
 Every problem in every table is reported at once; nothing is dropped silently. Learner-level outcomes follow:
 follow-through counts the items due by the as-of date; the skills gap is measured before and after the programme."""),
     code(SETUP + "\nprogramme"),
-    code("{table: q.as_dict() for table, q in outcomes.quality.items()}"),
+    code("outcomes.quality  # rows read, used, and excluded by reason, for every table"),
     md("""## 2. Effects of coaching
 
 The raw difference is shown for comparison only: coaching was not assigned at random, so the adjusted estimates
@@ -108,6 +109,7 @@ The raw difference is shown for comparison only: coaching was not assigned at ra
     trim=params.trim,
 )
 effects"""),
+    code("""lc.plots.forest_plot(effects.to_frame(), title="Effect of coaching, by method");"""),
     md("""## 3. How far to trust them
 
 Balance and overlap of the propensity model, E-values, dose-response, subgroups and manager coaching."""),
@@ -117,25 +119,31 @@ Balance and overlap of the propensity model, E-values, dose-response, subgroups 
     headline_method=params.headline_method, estimand=params.estimand, alpha=params.alpha,
     min_group_size=params.min_group_size,
 )
-diagnostics.balance"""),
-    code("""for result in [*diagnostics.evalues.values(), *diagnostics.dose.values(), *diagnostics.manager.values()]:
-    print(result.reading(), end="\\n\\n")"""),
+diagnostics"""),
+    code(
+        """lc.plots.love_plot(diagnostics.balance, title="Balance before and after weighting");"""
+    ),
+    code(
+        "diagnostics.readings()  # balance, overlap, sensitivity, dose, subgroups, manager coaching"
+    ),
     md("""## 4. The design
 
 What identifies the effect (an adjusted comparison, a roll-out in waves, or a randomised pilot), the design's own
 estimates, and the time it took to complete action items."""),
     code("""design = lc.design_estimates(params, programme, outcomes, effects)
 design"""),
+    code("""# follow-through over time: share of action items completed, coached and not, weighted alike
+if design.completion is not None:
+    lc.plots.adjusted_completion_plot(design.completion);"""),
     code("""# what it cost (when the parameters give costs): cost per outcome, and a return on investment
 value = lc.evaluation.value_for_money(params, effects, design)
 value"""),
     md("## 5. Results and report"),
-    code("""from lcstats.reporting.report import build_report
+    code("""from lcstats.reporting.changes import since_last_run
+from lcstats.reporting.report import build_report
 from lcstats.reporting.results import results_document, write_results
 
 out = Path(output_dir)
-from lcstats.reporting.changes import since_last_run
-
 doc = results_document(params=params, programme=programme, outcomes=outcomes, effects=effects,
                        diagnostics=diagnostics, design=design, value=value)
 write_results(doc, out)
@@ -156,10 +164,12 @@ it shows learner-level rows, so it never goes to leadership."""),
     ),
     code(SETUP + "\nprogramme"),
     md("## Rows used and excluded"),
+    code(
+        "outcomes.quality  # every table: rows read, used, excluded by reason, values changed while reading"
+    ),
     code("""import pandas as pd
 
-pd.DataFrame({table: q.as_dict() for table, q in outcomes.quality.items()}).T"""),
-    code("""samples = {
+samples = {
     outcome: lc.analysis_sample(
         outcomes, outcome=outcome, treatment=params.treatment,
         covariates=lc.analysis.outcome_covariates(outcome, params.covariates), cluster=params.cluster,
@@ -223,8 +233,75 @@ for outcome in ("follow_through", "skills_gap"):
     grid.figure.suptitle(outcome, y=1.05)"""),
 ]
 
+EXPLORE = [
+    md("""# Ask your own question
+
+The evaluation notebook answers the standard questions. This one shows how to ask your own with the package:
+a different set of covariates, one subgroup, and two sensitivity checks, side by side at the end. Every answer is
+an `EffectEstimate`: `.reading()` says it in words, `.to_frame()` gives one tidy row. Copy a cell and change it.
+
+The example evaluation is used here; point `params` at your own params file instead."""),
+    code("""import pandas as pd
+
+import lcstats as lc
+
+params = lc.load_params("../params/example.yaml")
+ev = lc.evaluate(params)  # inputs -> outcomes -> effects -> diagnostics -> design, as a run does
+ev"""),
+    md("""## 1. A different set of covariates
+
+Does the answer depend on which differences between learners we adjust for? The learners are those the
+evaluation used for follow-through (`ev.effects.samples`), so only the adjustment changes."""),
+    code("""learners = ev.effects.samples["follow_through"].data
+question = dict(outcome="follow_through", treatment=params.treatment, cluster=params.cluster, method="aipw")
+
+answers = {
+    "As in the evaluation": lc.estimate_effect(learners, covariates=params.covariates, **question),
+    "Without engagement (recorded or from activity)": lc.estimate_effect(
+        learners, covariates=[c for c in params.covariates if c != "engagement" and not c.startswith("pre_")],
+        **question,
+    ),
+    "Tenure and role only": lc.estimate_effect(learners, covariates=["tenure_months", "role"], **question),
+}
+lc.Readings({label: answer.reading() for label, answer in answers.items()})"""),
+    md("""## 2. A subgroup
+
+The effect for one group of learners: here those in their first year. With few learners the interval widens;
+`subgroup_effects` does every level of a variable at once, with p-values adjusted for the number of groups."""),
+    code("""new_joiners = learners[learners["tenure_months"] < 12]
+answers["In their first year"] = lc.estimate_effect(new_joiners, covariates=params.covariates, **question)
+answers["In their first year"]"""),
+    code("""lc.subgroup_effects(ev.outcomes, outcome="follow_through", by=["role"], covariates=params.covariates,
+                    cluster=params.cluster, min_group_size=params.min_group_size)"""),
+    md("""## 3. Sensitivity checks
+
+**Trimming**: leave out learners who were almost certain to be coached, or not to be (their comparison rests on
+few look-alikes). **A placebo outcome**: coaching cannot have changed the skills gap measured *before* it started,
+so an adjusted "effect" on it should be close to zero; a clear one would point to differences the covariates miss.
+**E-value**: how strong an unmeasured difference would have to be to explain the effect away."""),
+    code("""answers["Trimmed to chances of 5-95%"] = lc.estimate_effect(
+    learners, covariates=params.covariates, trim=(0.05, 0.95), **question
+)
+placebo_question = dict(outcome="skills_gap_pre", treatment=params.treatment, covariates=params.covariates,
+                        cluster=params.cluster)
+baseline = lc.analysis_sample(ev.outcomes, **placebo_question).data  # learners with a gap measured before
+placebo = lc.estimate_effect(baseline, method="aipw", **placebo_question)
+lc.Readings({
+    "Trimmed": answers["Trimmed to chances of 5-95%"].reading(),
+    "Placebo (gap before coaching)": placebo.reading(),
+    "E-value": ev.diagnostics.evalues["follow_through"].reading(),
+})"""),
+    md("## 4. All the answers side by side"),
+    code("""table = pd.concat([a.to_frame().assign(method=label) for label, a in answers.items()], ignore_index=True)
+lc.plots.forest_plot(table, title="Effect of coaching on follow-through, by question asked");"""),
+    code(
+        """table[["method", "estimate", "ci_low", "ci_high", "n_treated", "n_control"]].rename(columns={"method": "question"})"""
+    ),
+]
+
 for name, cells in (
     ("evaluation", EVALUATION),
+    ("explore", EXPLORE),
     ("data_quality", DATA_QUALITY),
     ("diagnostics", DIAGNOSTICS),
 ):

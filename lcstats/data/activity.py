@@ -31,7 +31,9 @@ before the window.
 
 from __future__ import annotations
 
+import glob
 import hashlib
+import os
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -272,11 +274,18 @@ def _learner_features(counts: pd.DataFrame, cut: pd.DataFrame, window_days: int)
 
 
 def _fingerprint(spec: TableSpec, features: pd.DataFrame, by_reason: dict[str, int]) -> str:
-    """SHA-256 of an activity file, or of what was computed from a database's activity."""
+    """SHA-256 of an activity file (of the name and bytes of each file a glob matches), or of
+    what was computed from a database's activity."""
     from lcstats.core.files import sha256_file
 
     if spec.is_file:
-        return sha256_file(spec.path)
+        path = str(spec.path)
+        if not glob.has_magic(path):
+            return sha256_file(path)
+        digest = hashlib.sha256()
+        for name in sorted(glob.glob(path)):
+            digest.update(f"{os.path.basename(name)}\0{sha256_file(name)}\n".encode())
+        return digest.hexdigest()
     digest = hashlib.sha256(pd.util.hash_pandas_object(features, index=False).to_numpy().tobytes())
     digest.update(repr(sorted(by_reason.items())).encode())
     return digest.hexdigest()

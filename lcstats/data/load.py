@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from lcstats.core.display import summary_html
 from lcstats.core.errors import InputError, Problem
 from lcstats.core.options import TABLES, UNKNOWN_LEARNERS, check_choice
 from lcstats.core.resources import check_input_size
@@ -95,15 +96,44 @@ class Programme:
         """Return a table by its canonical name."""
         return getattr(self, name)
 
-    def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{s.table}</td><td>{s.rows_read:,}</td><td><code>{s.sha256[:12]}</code></td></tr>"
-            for s in self.sources.values()
-        )
+    def __repr__(self) -> str:
         return (
-            "<table><thead><tr><th>table</th><th>rows read</th><th>sha256</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>"
+            f"Programme({len(self.learners):,} learners, {len(self.action_items):,} action items, "
+            f"{len(self.skill_assessments):,} skill assessments)"
         )
+
+    def _repr_html_(self) -> str:
+        learners = self.learners
+        coached = int(learners["coached"].sum()) if "coached" in learners else None
+        lines = [
+            f"{len(self.action_items):,} action items, {len(self.skill_assessments):,} skill "
+            "assessments"
+            + (", a coaching-session log" if self.coaching_sessions is not None else "")
+            + (
+                f", an activity log ({self.activity.rows_used:,} events used)"
+                if self.activity
+                else ""
+            ),
+            *(
+                f"{table}: {n:,} rows left out ({reason})"
+                for table, reasons in self.excluded.items()
+                for reason, n in reasons.items()
+                if n
+            ),
+        ]
+        sources = pd.DataFrame(
+            {
+                "table": [s.table for s in self.sources.values()],
+                "from": [s.kind for s in self.sources.values()],
+                "rows read": [s.rows_read for s in self.sources.values()],
+                "location": [s.path for s in self.sources.values()],
+                "sha256": [s.sha256[:12] for s in self.sources.values()],
+            }
+        )
+        headline = f"Programme: {len(learners):,} learners" + (
+            f", {coached:,} coached" if coached is not None else ""
+        )
+        return summary_html(headline, lines, {"Sources": sources})
 
 
 def _norm(name: str) -> str:

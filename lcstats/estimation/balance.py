@@ -31,13 +31,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from html import escape
 from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from lcstats.core.display import summary_html
 from lcstats.core.options import check_choice
 from lcstats.estimation.effects import MAX_LEVELS, _design, fit_propensity
 
@@ -46,6 +46,7 @@ __all__ = [
     "BALANCE_METHODS",
     "Balance",
     "Overlap",
+    "balance_from_propensity",
     "balance_table",
     "balance_weights",
     "compute_balance",
@@ -326,10 +327,10 @@ def _indicators(
             kind = "binary" if np.isin(values, (0.0, 1.0)).all() else "numeric"
             rows.append((cov, None, kind, values))
             continue
-        text = col.astype(str)
-        present = set(text.unique())
+        codes, text = _text_levels(col)
+        present = set(text[np.bincount(codes, minlength=len(text)) > 0])
         if isinstance(col.dtype, pd.CategoricalDtype):
-            levels = [str(c) for c in col.cat.categories if str(c) in present]
+            levels = list(dict.fromkeys(str(c) for c in col.cat.categories if str(c) in present))
         else:
             levels = sorted(present)
         if len(levels) > MAX_LEVELS:
@@ -337,8 +338,20 @@ def _indicators(
                 f"covariate '{cov}' has {len(levels)} different text values; a category with "
                 f"more than {MAX_LEVELS} levels looks like an identifier or a number stored as text"
             )
-        rows += [(cov, level, "binary", (text == level).to_numpy(dtype=float)) for level in levels]
+        rows += [(cov, level, "binary", (text == level)[codes].astype(float)) for level in levels]
     return rows
+
+
+def _text_levels(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of a text column and the text of each code (as ``col.astype(str)`` writes it).
+
+    Comparing integer codes is much cheaper than comparing a million strings per level.
+    """
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        codes = col.cat.codes.to_numpy()
+        return codes, np.asarray([str(c) for c in col.cat.categories], dtype=object)
+    codes, uniques = pd.factorize(col.astype(str))
+    return codes, np.asarray([str(u) for u in uniques], dtype=object)
 
 
 def _wmean(v: np.ndarray, w: np.ndarray) -> float:
@@ -494,13 +507,10 @@ class Balance:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        table = _display(self).to_html(
-            index=False, float_format="{:.3f}".format, na_rep="", escape=True
-        )
-        notes = "".join(f"<p>{escape(n)}</p>" for n in self.notes())
-        return (
-            f"<p><strong>{escape(self.reading())}</strong></p>"
-            f"<p>{escape(_description(self))}</p>{table}{notes}"
+        return summary_html(
+            self.reading(),
+            [_description(self), *self.notes()],
+            {"Standardised differences, before and after weighting": _display(self)},
         )
 
 
@@ -687,6 +697,70 @@ def compute_balance(
     )
 
 
+def balance_from_propensity(
+    data: pd.DataFrame,
+    *,
+    treatment: str,
+    covariates: Sequence[str],
+    propensity: ArrayLike,
+    method: str = "ipw",
+    estimand: str = "ATE",
+    threshold: float = THRESHOLD,
+) -> Balance:
+    """`balance_table` for propensity scores already estimated: the model is not fitted again.
+
+    Pass the scores the estimates used (`lcstats.EffectSet.propensity`, or
+    `propensity_scores`); the table is then the one `balance_table` gives for the same model.
+
+    Parameters
+    ----------
+    data : DataFrame
+        One row per learner, no missing values in the columns used.
+    treatment : str
+        0/1 treatment column.
+    covariates : sequence of str
+        Covariates shown in the table.
+    propensity : array-like
+        Each row's estimated chance of treatment.
+    method : {"difference", "regression", "ipw", "aipw", "overlap"}
+        See `balance_weights`.
+    estimand : {"ATE", "ATT", "ATO"}
+        ``ATO`` goes with ``overlap`` only.
+    threshold : float
+        |SMD| above which a covariate counts as imbalanced.
+
+    Returns
+    -------
+    Balance
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(3)
+    >>> x = rng.normal(size=1000)
+    >>> df = pd.DataFrame({"t": (rng.random(1000) < 1 / (1 + np.exp(-x))).astype(int), "x": x})
+    >>> e = propensity_scores(df, treatment="t", covariates=["x"])
+    >>> bal = balance_from_propensity(df, treatment="t", covariates=["x"], propensity=e)
+    >>> bal.frame.equals(balance_table(df, treatment="t", covariates=["x"]).frame)
+    True
+    """
+    _check_estimand(method, estimand)
+    t = _treated(data, treatment)
+    if method == "difference":
+        weights = np.ones(len(t))
+    else:
+        weights = weights_from_propensity(propensity, t, estimand=estimand)
+    bal = compute_balance(
+        data,
+        treatment=treatment,
+        covariates=covariates,
+        weights=weights,
+        estimand=estimand,
+        threshold=threshold,
+    )
+    return replace(bal, method=method)
+
+
 def balance_table(
     data: pd.DataFrame,
     *,
@@ -801,8 +875,7 @@ class Overlap:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        table = self.to_frame().to_html(index=False, float_format="{:.3f}".format)
-        return f"<p><strong>{escape(self.reading())}</strong></p>{table}"
+        return summary_html(self.reading(), details={"Chances of being coached": self.to_frame()})
 
 
 def overlap_summary(

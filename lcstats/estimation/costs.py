@@ -33,12 +33,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from html import escape
 from typing import Any, Literal, get_args
 
 import pandas as pd
 from scipy import stats
 
+from lcstats.core.display import summary_html
 from lcstats.core.options import check_choice
 
 CostOutcome = Literal["followed_through", "follow_through", "skills_gap"]
@@ -295,9 +295,7 @@ class CostEffectiveness:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        table = self.to_frame().to_html(index=False, float_format="{:.4g}".format, na_rep="")
-        notes = "".join(f"<p>Note: {escape(n)}</p>" for n in self.notes)
-        return f"<p>{escape(self.reading())}</p>{table}{notes}"
+        return summary_html(self.reading(), self.notes, {"Cost per outcome": self.to_frame()})
 
 
 def _json_value(value: Any) -> Any:
@@ -519,8 +517,7 @@ class ReturnOnInvestment:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        table = self.frame.to_html(index=False, float_format="{:.4g}".format, na_rep="")
-        return f"<p>{escape(self.reading())}</p>{table}"
+        return summary_html(self.reading(), details={"Return on investment": self.frame})
 
 
 def roi(
@@ -683,9 +680,8 @@ class ValueForMoney:
         }
 
     def _repr_html_(self) -> str:
-        return "".join(f"<p>{escape(s)}</p>" for s in self.readings()) + self.to_frame().to_html(
-            index=False
-        )
+        first, *rest = self.readings() or ["No costs"]
+        return summary_html(first, rest, {"Costs and outcomes": self.to_frame()})
 
 
 def evaluation_costs(

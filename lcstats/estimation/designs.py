@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from lcstats.core.display import summary_html
 from lcstats.core.errors import EstimationError, InputError, Problem
 from lcstats.core.options import DESIGN_ASSUMPTIONS
 
@@ -85,20 +86,19 @@ class DesignResult:
         }
         return f"The design is {names[self.design]}; it assumes that {self.assumption}."
 
-    def _repr_html_(self) -> str:
-        import html
+    def __repr__(self) -> str:
+        return f"DesignResult({self.design}, {len(self.estimates)} estimates)"
 
-        rows = "".join(
-            f"<tr><td>{html.escape(e.outcome)}</td><td>{html.escape(e.method)}</td><td>{e.estimate:.4g}</td>"
-            f"<td>{e.ci_low:.4g} to {e.ci_high:.4g}</td></tr>"
-            for e in self.estimates
-        )
-        table = (
-            f"<table><tr><th>outcome</th><th>method</th><th>estimate</th><th>interval</th></tr>{rows}</table>"
-            if rows
-            else ""
-        )
-        return f"<p>{html.escape(self.reading())}</p>{table}"
+    def _repr_html_(self) -> str:
+        lines = [
+            e.reading() for e in self.estimates if getattr(e, "aggregation", "simple") == "simple"
+        ]
+        lines += [self.hazard.reading()] if self.hazard is not None else []
+        lines += [f"not estimated: {what} ({why})" for what, why in self.skipped.items()]
+        details = {"The design's estimates": estimates_frame(self)} if self.estimates else {}
+        if self.hazard is not None:
+            details["Time to complete an item (hazard ratio)"] = self.hazard.to_frame()
+        return summary_html(self.reading(), lines, details)
 
 
 def _staggered_panel(params: Params, programme: Programme) -> BalancedPanel:

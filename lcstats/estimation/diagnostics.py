@@ -3,23 +3,35 @@
 `diagnose` runs, for an evaluation: balance and overlap of the propensity model, E-values of the
 headline estimates, dose-response over coaching sessions, effects by subgroup, and the effect of
 coaching line managers with its interaction with learner coaching.
+
+What is shared rather than computed again: balance and overlap use the propensity model the
+estimates fitted (`EffectSet.propensity`); E-values use the headline estimates; and the dose,
+subgroup and manager analyses of an outcome run on one compact copy of its sample, coded once
+(only the columns they use, text as categories, cluster identifiers as integer codes), so that
+each of their many estimates neither copies the whole learner table nor codes its text again.
+Their estimates equal those on the original table: a subgroup has its own propensity and
+outcome models, which the maths does not let one fit share.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from html import escape
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from statsmodels.regression.linear_model import OLS
 
+from lcstats.core.display import Readings, summary_html
 from lcstats.core.errors import EstimationError
+from lcstats.core.options import OUTCOME_LABELS
 from lcstats.estimation.analysis import EffectSet, outcome_covariates
 from lcstats.estimation.balance import (
     Balance,
     Overlap,
-    balance_table,
+    balance_from_propensity,
     overlap_summary,
     propensity_scores,
 )
@@ -32,6 +44,7 @@ from lcstats.estimation.heterogeneity import (
     manager_effects,
     subgroup_effects,
 )
+from lcstats.estimation.pooling import PooledEffect, cohort_estimates
 from lcstats.estimation.sensitivity import EValue, control_sd, evalue_from_estimate
 from lcstats.outcomes.learner import LearnerOutcomes
 
@@ -55,6 +68,38 @@ class Diagnostics:
     subgroups: dict[str, SubgroupEffects]
     manager: dict[str, ManagerEffects]
     skipped: dict[str, str] = field(default_factory=dict)
+    cohorts: dict[str, PooledEffect] = field(default_factory=dict)  # pooled across cohorts
+
+    def readings(self) -> Readings:
+        """Every diagnostic's reading in plain words, labelled (a Markdown list in notebooks)."""
+        out = {"Balance": self.balance.reading(), "Overlap": self.overlap.reading()}
+        for label, results in (
+            ("Sensitivity", self.evalues),
+            ("Dose", self.dose),
+            ("Subgroups", self.subgroups),
+            ("Manager coaching", self.manager),
+            ("Across cohorts", self.cohorts),
+        ):
+            for outcome, result in results.items():
+                out[f"{label}, {OUTCOME_LABELS.get(outcome, outcome)}"] = result.reading()
+        out |= {f"Not run: {what}": why for what, why in self.skipped.items()}
+        return Readings(out)
+
+    def __repr__(self) -> str:
+        return f"Diagnostics({len(self.readings().items)} readings)"
+
+    def _repr_html_(self) -> str:
+        readings = [f"{label}: {text}" for label, text in self.readings().items]
+        first = [r for r in readings if r.startswith(("Overlap", "Sensitivity"))]
+        rest = [r for r in readings[1:] if r not in first]
+        details = {
+            "Dose, subgroups and manager coaching": "<ul>"
+            + "".join(f"<li>{escape(r)}</li>" for r in rest)
+            + "</ul>",
+            "Balance of the covariates": self.balance.to_frame(),
+            **{f"Sensitivity: {o}": e.to_frame() for o, e in self.evalues.items()},
+        }
+        return summary_html(self.balance.reading(), first, details)
 
 
 def diagnose(
@@ -76,12 +121,15 @@ def diagnose(
     """
     sample = effects.samples["follow_through"].data
     covs = list(covariates)
-    propensity = propensity_scores(sample, treatment=treatment, covariates=covs)
+    propensity = _estimated_propensity(effects, treatment=treatment, covariates=covs)
+    if propensity is None:
+        propensity = propensity_scores(sample, treatment=treatment, covariates=covs)
     treated = sample[treatment].to_numpy(dtype=int)
-    balance = balance_table(
+    balance = balance_from_propensity(
         sample,
         treatment=treatment,
         covariates=covs,
+        propensity=propensity,
         method="overlap" if estimand == "ATO" else "ipw",
         estimand=estimand,
     )
@@ -97,7 +145,81 @@ def diagnose(
         alpha=alpha,
         min_group_size=min_group_size,
     )
-    return Diagnostics(balance, overlap, propensity, treated, **by_outcome)
+    cohorts, skipped = _across_cohorts(
+        outcomes,
+        effects,
+        treatment=treatment,
+        covariates=covariates,
+        cluster=cluster,
+        method=headline_method,
+        estimand=estimand,
+        alpha=alpha,
+        min_group_size=min_group_size,
+    )
+    by_outcome["skipped"] |= skipped
+    return Diagnostics(balance, overlap, propensity, treated, **by_outcome, cohorts=cohorts)
+
+
+def _across_cohorts(
+    outcomes: LearnerOutcomes, effects: EffectSet, **fit: Any
+) -> tuple[dict[str, PooledEffect], dict[str, str]]:
+    """Each outcome's effect within each cohort, pooled (random effects), when there are cohorts.
+
+    Cohorts with fewer than ``min_group_size`` coached or not-coached learners are left out and
+    named in the result's notes; an outcome no cohort can give is listed as skipped.
+    """
+    pooled: dict[str, PooledEffect] = {}
+    skipped: dict[str, str] = {}
+    data = outcomes.data
+    if "cohort" not in data or data["cohort"].nunique() < 2:
+        return pooled, {"pooling across cohorts": "fewer than two cohorts"}
+    for outcome in effects.samples:
+        try:
+            pooled[outcome] = cohort_estimates(outcomes, outcome=outcome, **fit)
+        except EstimationError as exc:
+            skipped[f"pooling across cohorts ({outcome})"] = str(exc)
+    return pooled, skipped
+
+
+def _estimated_propensity(
+    effects: EffectSet, *, treatment: str, covariates: Sequence[str]
+) -> np.ndarray | None:
+    """The follow-through propensity scores of the estimates, if their model is the one asked for.
+
+    That is when an adjusted estimate of follow-through used this treatment and covariates (and
+    its model did not separate the groups); otherwise None, and the model is fitted afresh.
+    """
+    scores = effects.propensity.get("follow_through")
+    wanted = outcome_covariates("follow_through", covariates)
+    same = any(
+        e.outcome == "follow_through"
+        and e.treatment == treatment
+        and e.method != "difference"
+        and e.covariates == wanted
+        for e in effects.estimates
+    )
+    return scores if same else None
+
+
+def _compact(data: pd.DataFrame, columns: Sequence[str], codes: Sequence[str]) -> pd.DataFrame:
+    """The columns an outcome's diagnostics use, coded once for their many estimates.
+
+    Text columns become categories and the identifier columns in ``codes`` (clusters) become
+    integer codes in the order of their text, missing values kept: every estimate on the copy
+    equals the one on the original columns (the design matrix sorts levels as text, and clusters
+    only need to be told apart), but subsets are cheaper to take and nothing is coded twice.
+    """
+    out = {}
+    for col in dict.fromkeys(c for c in columns if c in data.columns):
+        values = data[col]
+        if col in codes:
+            coded, _ = pd.factorize(values, sort=True)
+            out[col] = np.where(coded < 0, np.nan, coded.astype(float))
+        elif pd.api.types.is_string_dtype(values) and not values.isna().any():
+            out[col] = pd.Categorical(values)
+        else:
+            out[col] = values
+    return pd.DataFrame(out, index=data.index)
 
 
 def _by_outcome(
@@ -128,8 +250,10 @@ def _by_outcome(
     fit = {"method": headline_method, "alpha": alpha, "min_group_size": min_group_size}
     evalues, dose, subgroups, manager, skipped = {}, {}, {}, {}, {}
     for outcome, smp in effects.samples.items():
-        data = smp.data
         covs = outcome_covariates(outcome, covariates)
+        used = [outcome, treatment, *covs, *by, "coaching_sessions", "manager_coached", "coached"]
+        ids = [c for c in (cluster, "manager_id") if c is not None]
+        data = _compact(smp.data, [*used, *ids], ids)
         head = effects.get(outcome, headline_method, treatment)
         evalues[outcome] = evalue_from_estimate(
             head, outcome_sd=control_sd(data, outcome=outcome, treatment=treatment)

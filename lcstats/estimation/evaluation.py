@@ -19,9 +19,13 @@ if TYPE_CHECKING:
     from lcstats.params import Params
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Evaluation:
-    """The parameters, validated inputs, learner outcomes, effects and diagnostics of a run."""
+    """The parameters, validated inputs, learner outcomes, effects and diagnostics of a run.
+
+    In a notebook it shows the headline estimates in plain words, with the tables (every
+    estimate, data quality, the design's estimates, balance) folded below them.
+    """
 
     params: Params
     programme: Programme
@@ -30,6 +34,39 @@ class Evaluation:
     diagnostics: Diagnostics
     design: DesignResult | None = None
     value: ValueForMoney | None = None
+
+    def headlines(self) -> list[str]:
+        """The headline estimate of each outcome, in plain words."""
+        from lcstats.estimation.designs import headline_estimates
+
+        return [e.reading() for e in headline_estimates(self.params, self.effects, self.design)]
+
+    def __repr__(self) -> str:
+        learners = len(self.outcomes.data)
+        return (
+            f"Evaluation({self.params.evaluation!r}, {self.params.design}, {learners:,} learners, "
+            f"as of {self.params.as_of})"
+        )
+
+    def _repr_html_(self) -> str:
+        from lcstats.core.display import summary_html
+
+        details = {
+            "Every estimate": self.effects.to_frame(),
+            "Data quality": self.outcomes.quality.to_frame(),
+            "Balance of the covariates": self.diagnostics.balance.to_frame(),
+        }
+        if self.design is not None and self.design.estimates:
+            from lcstats.estimation.designs import estimates_frame
+
+            details["The design's estimates"] = estimates_frame(self.design)
+        if self.value is not None:
+            details["What it cost"] = self.value.to_frame()
+        title = (
+            f"{self.params.title} (as of {self.params.as_of}, {len(self.outcomes.data):,} learners)"
+        )
+        lines = [*self.headlines(), self.diagnostics.balance.reading()]
+        return summary_html(title, lines, details)
 
     def report_arguments(self, run_id: str) -> dict[str, Any]:
         """Keyword arguments of `lcstats.reporting.report.build_report` (``results_document`` takes the

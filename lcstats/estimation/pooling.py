@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
-from html import escape
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -36,6 +35,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.meta_analysis import combine_effects
 
+from lcstats.core.display import summary_html
 from lcstats.core.errors import EstimationError
 from lcstats.core.options import METHODS, OUTCOME_UNITS, check_choice
 from lcstats.estimation.analysis import outcome_covariates
@@ -200,9 +200,7 @@ class PooledEffect:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        table = self.to_frame().to_html(index=False, float_format="{:.4g}".format, na_rep="")
-        notes = "".join(f"<p>Note: {escape(n)}</p>" for n in self.notes)
-        return f"<p>{escape(self.reading())}</p>{table}{notes}"
+        return summary_html(self.reading(), self.notes, {"Evaluations pooled": self.to_frame()})
 
 
 # ----------------------------------------------------------------------------------------------

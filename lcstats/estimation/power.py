@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from html import escape
 from typing import Literal, get_args
 
 import pandas as pd
 from statsmodels.stats.power import NormalIndPower, TTestIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
+from lcstats.core.display import summary_html
 from lcstats.core.options import check_choice
 
 __all__ = [
@@ -185,10 +185,7 @@ class PowerResult:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        frame = self.to_frame()
-        return f"<p>{escape(self.reading())}</p>" + frame.to_html(
-            index=False, float_format="{:.4g}".format, na_rep=""
-        )
+        return summary_html(self.reading(), details={"Calculation": self.to_frame()})
 
 
 def _ceil(x: float) -> int:

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from html import escape
 
 import numpy as np
 import pandas as pd
 
+from lcstats.core.display import summary_html
 from lcstats.estimation.effects import EffectEstimate
 
 __all__ = [
@@ -135,8 +135,7 @@ class EValue:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        table = self.to_frame().to_html(index=False, float_format="{:.4g}".format, na_rep="")
-        return f"<p>{escape(self.reading())}</p>{table}"
+        return summary_html(self.reading(), details={"E-values": self.to_frame()})
 
 
 def _check_positive(name: str, value: float | None) -> float | None:

@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lcstats.core.display import summary_html
 from lcstats.core.errors import EstimationError
 from lcstats.core.options import OUTCOME_UNITS, check_choice
 from lcstats.estimation.effects import (
@@ -122,6 +123,12 @@ class PreTrendTest:
         return (
             "but before coaching started the groups already moved differently "
             f"(pre-trend test p = {p}), so the comparison may be biased"
+        )
+
+    def _repr_html_(self) -> str:
+        return summary_html(
+            f"Pre-trend test: {self.reading()}",
+            [f"F = {self.statistic:.3g} on {self.df} and {self.df_denom} degrees of freedom"],
         )
 
     def as_dict(self) -> dict:
@@ -203,10 +210,8 @@ class StaggeredAggregate(EffectEstimate):
         return text + tail + "."
 
     def _repr_html_(self) -> str:
-        head = super()._repr_html_()
-        if self.by_level.empty:
-            return head
-        return head + self.by_level.to_html(index=False, float_format="{:.4g}".format)
+        details = {} if self.by_level.empty else {"By level": self.by_level}
+        return summary_html(self.reading(), details=details)
 
     def summary(self) -> str:
         """Short text: the overall effect and, if any, the by-level table (returned)."""
@@ -328,17 +333,10 @@ class StaggeredResult:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        from html import escape
-
         frame = self.to_frame()[
             ["aggregation", "estimate", "std_error", "ci_low", "ci_high", "p_value"]
         ]
-        notes = "".join(f"<li>{escape(n)}</li>" for n in self.notes)
-        return (
-            f"<p>{escape(self.reading())}</p>"
-            + frame.to_html(index=False, float_format="{:.4g}".format)
-            + (f"<ul>{notes}</ul>" if notes else "")
-        )
+        return summary_html(self.reading(), self.notes, {"Aggregations": frame})
 
 
 # ----------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lcstats.core.display import summary_html
 from lcstats.core.errors import EstimationError
 from lcstats.estimation.effects import _design, fit_propensity, format_p
 
@@ -158,9 +159,8 @@ class CompletionCurves:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        from html import escape
-
-        return f"<pre>{escape(self.summary())}</pre>"
+        lines = self.summary().splitlines()
+        return summary_html(lines[0], [line.strip() for line in lines[1:]])
 
 
 def _learner_weights(
@@ -354,12 +354,8 @@ class HazardRatio:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        from html import escape
-
         frame = self.to_frame()[list(self.COLUMNS)]
-        return f"<p>{escape(self.reading())}</p>" + frame.to_html(
-            index=False, float_format="{:.4g}".format
-        )
+        return summary_html(self.reading(), details={"Hazard ratio": frame})
 
 
 def completion_hazard(

@@ -7,13 +7,22 @@ assessed of max(0, target_level - level).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from lcstats.core.display import summary_html, table_html
 from lcstats.data.load import Programme
+
+OUTCOME_COLUMNS = (
+    "n_items",
+    "follow_through",
+    "median_days_to_complete",
+    "skills_gap_pre",
+    "skills_gap",
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,56 @@ class TableQuality:
         return TableQuality(rows_read, self.rows_used, excluded | self.excluded, notes)
 
 
+class DataQuality(Mapping[str, TableQuality]):
+    """How the rows of every input table were used, by table (a read-only mapping).
+
+    ``to_frame()`` gives one row per table; in a notebook it shows as that table.
+    """
+
+    def __init__(self, tables: Mapping[str, TableQuality]) -> None:
+        self._tables = dict(tables)
+
+    def __getitem__(self, table: str) -> TableQuality:
+        return self._tables[table]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tables)
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+    def __repr__(self) -> str:
+        return f"DataQuality({', '.join(f'{t}: {q.rows_used:,}/{q.rows_read:,} used' for t, q in self.items())})"
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per table: rows read, used, excluded (with the reasons) and values changed."""
+        rows = []
+        for table, q in self.items():
+            rows.append(
+                {
+                    "table": table,
+                    "rows read": q.rows_read,
+                    "rows used": q.rows_used,
+                    "rows excluded": sum(q.excluded.values()),
+                    "why excluded": "; ".join(
+                        f"{r}: {n:,}" for r, n in sorted(q.excluded.items()) if n
+                    ),
+                    "values changed while reading": "; ".join(
+                        f"{r}: {n:,}" for r, n in sorted(q.notes.items()) if n
+                    ),
+                }
+            )
+        return pd.DataFrame(rows).set_index("table")
+
+    def _repr_html_(self) -> str:
+        frame = self.to_frame()
+        headline = (
+            f"Data quality of {len(self)} tables: {int(frame['rows read'].sum()):,} rows read, "
+            f"{int(frame['rows used'].sum()):,} used, every other row counted with its reason"
+        )
+        return summary_html(headline) + table_html(frame.reset_index())
+
+
 @dataclass(frozen=True)
 class LearnerOutcomes:
     """One row per learner: covariates, treatment flags and outcomes; and how rows were used.
@@ -53,11 +112,27 @@ class LearnerOutcomes:
     """
 
     data: pd.DataFrame
-    quality: dict[str, TableQuality]
+    quality: DataQuality
     as_of: str
 
+    def __repr__(self) -> str:
+        return f"LearnerOutcomes({len(self.data):,} learners as of {self.as_of})"
+
     def _repr_html_(self) -> str:
-        return self.data.describe().T.round(3)._repr_html_()
+        data = self.data
+        lines = [
+            f"follow-through measured for {int(data['follow_through'].notna().sum()):,} learners, "
+            f"the skills gap after the programme for {int(data['skills_gap'].notna().sum()):,}",
+        ]
+        columns = [c for c in OUTCOME_COLUMNS if c in data]
+        return summary_html(
+            f"Learner outcomes as of {self.as_of}: {len(data):,} learners",
+            lines,
+            {
+                "Data quality": self.quality.to_frame(),
+                "Outcomes (summary statistics)": data[columns].describe().T,
+            },
+        )
 
 
 def _counts(mask_reasons: list[tuple[str, pd.Series]]) -> dict[str, int]:
@@ -202,7 +277,7 @@ def learner_outcomes(programme: Programme, *, as_of: str) -> LearnerOutcomes:
         )
         for table, q in quality.items()
     }
-    return LearnerOutcomes(out, quality, as_of)
+    return LearnerOutcomes(out, DataQuality(quality), as_of)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
+from lcstats.core.display import summary_html
 from lcstats.core.options import check_choice
 
 __all__ = [
@@ -264,9 +265,7 @@ class BalancedPanel:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        from html import escape
-
-        return f"<p>{escape(self.summary())}</p>"
+        return summary_html(self.summary())
 
 
 def balanced_panel(panel: pd.DataFrame, *, level: PanelLevel = "team") -> BalancedPanel:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lcstats.core.display import summary_html
 from lcstats.core.options import OUTCOME_LABELS
 
 SCALE = {"follow_through": (100.0, " percentage points", 1), "skills_gap": (1.0, " points", 2)}
@@ -48,6 +49,9 @@ class SinceLastRun:
             else "no change in the learners, cohorts or parameters"
         )
         return f"Since the last successful run ({self.previous_run}): {moved}. What changed: {changed}."
+
+    def _repr_html_(self) -> str:
+        return summary_html(self.reading())
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form (for run.json)."""

@@ -13,6 +13,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.duration.survfunc import SurvfuncRight
 
+from lcstats.core.display import summary_html
 from lcstats.data.load import Programme
 from lcstats.outcomes.learner import LearnerOutcomes
 from lcstats.reporting.privacy import suppress_counts
@@ -229,6 +230,11 @@ class LearnerContrast:
     ci_low: float
     ci_high: float
     success_cases: pd.DataFrame
+
+    def _repr_html_(self) -> str:
+        return summary_html(
+            self.reading(), details={"By group": self.frame, "Success cases": self.success_cases}
+        )
 
     def reading(self) -> str:
         """One plain sentence, labelled as association."""

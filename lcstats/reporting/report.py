@@ -205,7 +205,20 @@ def _next_steps(headlines: list[EffectEstimate], diag: Diagnostics) -> list[str]
     return steps
 
 
+def _plain_balance(diag: Diagnostics) -> str:
+    """Balance after adjustment in plain words (no standardised differences: those are in the
+    "How sure we are" section)."""
+    adjusted = diag.balance.has_adjusted
+    rows = diag.balance.imbalanced(adjusted=adjusted)
+    names = list(dict.fromkeys(rows["covariate"].astype(str).str.replace("_", " ")))
+    when = "After adjustment" if adjusted else "Before any adjustment"
+    if not names:
+        return f"{when}, coached and other learners were alike in every recorded characteristic."
+    return f"{when}, coached and other learners still differed somewhat in {', '.join(names)}."
+
+
 def _how_sure(headlines: list[EffectEstimate], effects: EffectSet, diag: Diagnostics) -> str:
+    """The executive summary's "how sure we are", in plain words for a director."""
     agree = all(
         _verdict(e) == _verdict(h)
         for h in headlines
@@ -213,16 +226,16 @@ def _how_sure(headlines: list[EffectEstimate], effects: EffectSet, diag: Diagnos
         if e.outcome == h.outcome and e.treatment == h.treatment and e.method != "difference"
     )
     parts = [
-        "The adjusted methods agree on the direction and clarity of every effect."
+        "The different ways of adjusting for who was coached agree on the direction and clarity of every effect."
         if agree
-        else "The adjusted methods do not all agree: read the effects section with care."
+        else "The different ways of adjusting for who was coached do not all agree: read the effects section with care."
     ]
-    parts.append(diag.balance.reading())
+    parts.append(_plain_balance(diag))
     strongest = min(diag.evalues.values(), key=lambda e: e.point)
     parts.append(
-        f"To explain away the weakest headline finding, an unrecorded difference between coached and other "
-        f"learners would need to be associated with both coaching and the outcome by a risk ratio of "
-        f"about {strongest.point:.1f}."
+        "To explain away the weakest finding, something nobody recorded would have to make learners "
+        f"about {strongest.point:.1f} times as likely to be coached and, at the same time, "
+        f"{strongest.point:.1f} times as likely to do better on the outcome."
     )
     return " ".join(parts)
 
@@ -283,14 +296,22 @@ def _header_section(params: Params, outcomes: LearnerOutcomes) -> dict[str, Any]
     }
 
 
-def _headline_card(h: EffectEstimate) -> dict[str, Any]:
+def _on_the_scale(text: str, outcome: str, params: Params) -> str:
+    """Name the skill scale where a skills-gap sentence first gives points."""
+    if outcome != "skills_gap":
+        return text
+    scale = f" points on the {params.scale_min:g}-{params.scale_max:g} skill scale"
+    return text.replace(" points", scale, 1)
+
+
+def _headline_card(h: EffectEstimate, params: Params) -> dict[str, Any]:
     """One headline effect as a summary card."""
     return {
         "label": OUTCOME_LABELS.get(h.outcome, h.outcome),
-        "estimate": format_effect(h.estimate, h.outcome),
+        "estimate": _on_the_scale(format_effect(h.estimate, h.outcome), h.outcome, params),
         "ci": _ci(h),
         "n": f"{h.n_treated:,} coached and {h.n_control:,} not coached learners",
-        "reading": h.reading(),
+        "reading": _on_the_scale(h.reading(), h.outcome, params),
         "good": _helpful(h),
     }
 
@@ -306,7 +327,7 @@ def _summary_section(
     return {
         "confidence": confidence,
         "headline_method": plots.METHOD_LABELS.get(params.headline_method, params.headline_method),
-        "headlines": [_headline_card(h) for h in headlines],
+        "headlines": [_headline_card(h, params) for h in headlines],
         "how_sure": _how_sure(headlines, effects, diag),
         "next_steps": _next_steps(headlines, diag),
     }
@@ -485,6 +506,12 @@ def _by_outcome(effects: EffectSet, diag: Diagnostics) -> list[dict[str, Any]]:
         item["subgroup_reading"] = diag.subgroups[outcome].reading()
         if outcome in diag.manager:
             item["manager_reading"] = diag.manager[outcome].reading()
+        if outcome in diag.cohorts:
+            item["cohorts"] = _figure(
+                plots.pooled_forest_plot(diag.cohorts[outcome]),
+                f"Forest plot of the effect on {outcome} in each cohort and pooled across cohorts",
+            )
+            item["cohorts_reading"] = diag.cohorts[outcome].reading()
         items.append(item)
     return items
 

@@ -168,6 +168,10 @@ def results_document(
             "dose_response": {o: _records(r.to_frame()) for o, r in d.dose.items()},
             "subgroups": {o: _records(r.to_frame()) for o, r in d.subgroups.items()},
             "manager_coaching": {o: _records(r.to_frame()) for o, r in d.manager.items()},
+            "across_cohorts": {
+                o: {"pooled": p.as_dict(), "cohorts": _records(p.studies)}
+                for o, p in d.cohorts.items()
+            },
             "skipped": d.skipped,
         }
     return _clean(doc)

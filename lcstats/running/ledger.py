@@ -13,6 +13,7 @@ import datetime as dt
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -97,13 +98,49 @@ def _move_aside(path: Path, exc: sqlite3.DatabaseError) -> Path:
     return target
 
 
+def _create(path: Path) -> None:
+    """Create a new ledger in WAL mode with its table, atomically.
+
+    Switching a shared database to WAL does not wait for other connections (SQLite reports
+    "database is locked" at once), so a new ledger is built in a private file and linked into
+    place; of several processes creating it at once, one link wins and the others use it.
+    """
+    draft = path.with_name(f".{path.name}.new-{os.getpid()}")
+    draft.unlink(missing_ok=True)
+    con = sqlite3.connect(draft, isolation_level=None)
+    try:
+        con.execute("PRAGMA journal_mode = WAL")
+        con.execute(SCHEMA)
+    finally:
+        con.close()
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink(missing_ok=True)
+
+
+def _to_wal(con: sqlite3.Connection) -> None:
+    """Switch a ledger written in the older rollback-journal mode to WAL, waiting for others."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            con.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _open(path: Path) -> sqlite3.Connection:
-    """Open the ledger in WAL mode with a busy timeout, creating its table if needed."""
+    """Open the ledger in WAL mode with a busy timeout, creating it if needed."""
+    if not path.exists():
+        _create(path)
     con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     try:
         con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            con.execute("PRAGMA journal_mode = WAL")
+        _to_wal(con)
         con.execute("BEGIN IMMEDIATE")
         con.execute(SCHEMA)
         have = {row[1] for row in con.execute("PRAGMA table_info(runs)")}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import html
+import logging
 import os
 import re
 import signal
@@ -683,8 +684,12 @@ class Attempt:
         """Clean up after Ctrl-C or SIGTERM, record it, and say in one line what is left."""
         with _signals_ignored():
             if self.kernel is not None:
-                self.kernel.kill()
-                self.kernel.stop()
+                logging.disable(logging.CRITICAL)  # Jupyter's own lines about the kernel we stop
+                try:
+                    self.kernel.kill()
+                    self.kernel.stop()
+                finally:
+                    logging.disable(logging.NOTSET)
             left = "nothing was left behind"
             if self.folder is not None and self.folder.staging.exists():
                 self.folder.discard()

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from html import escape
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from lcstats.core.display import summary_html
 from lcstats.core.errors import EstimationError
 from lcstats.core.options import METHODS, check_choice
-from lcstats.estimation.effects import EffectEstimate, estimate_effect, format_effect, format_p
+from lcstats.estimation.effects import (
+    EffectEstimate,
+    estimate_effect,
+    format_interval,
+    format_p,
+)
 from lcstats.outcomes.learner import LearnerOutcomes, analysis_sample
 
 if TYPE_CHECKING:
@@ -126,13 +131,17 @@ def _outcome_name(outcome: str) -> str:
     return OUTCOME_NAMES.get(outcome, outcome.replace("_", " "))
 
 
-def _interval(est: EffectEstimate | ManagerEffects) -> str:
-    """'95% interval 2.0 to 9.1 percentage points' (an estimate, or the manager interaction)."""
-    return (
-        f"{round(100 * (1 - est.alpha))}% interval "
-        f"{format_effect(est.ci_low, est.outcome, signed=False)} "
-        f"to {format_effect(est.ci_high, est.outcome, signed=False)}"
-    )
+def _interval(est: EffectEstimate | ManagerEffects, *, size: bool = False) -> str:
+    """'95% interval 2.0 to 9.1 percentage points' (an estimate, or the manager interaction).
+
+    With ``size=True`` the interval is that of the size of the effect (its absolute value), for
+    sentences that say the direction in words: "0.20 points smaller (95% interval 0.14 to 0.25
+    points)" rather than "-0.25 to -0.14".
+    """
+    low, high = est.ci_low, est.ci_high
+    if size and high < 0:
+        low, high = -high, -low
+    return f"{round(100 * (1 - est.alpha))}% interval {format_interval(low, high, est.outcome)}"
 
 
 def _p_phrase(p: float) -> str:
@@ -180,9 +189,8 @@ def _text(frame: pd.DataFrame, *, drop: Sequence[str]) -> str:
     )
 
 
-def _html(reading: str, *frames: pd.DataFrame) -> str:
-    """The reading above the tidy frames, for notebooks."""
-    tables = "".join(
-        f.to_html(index=False, float_format="{:.4g}".format, na_rep="") for f in frames
+def _html(reading: str, **tables: pd.DataFrame) -> str:
+    """The reading, with the tidy frames folded below it, for notebooks."""
+    return summary_html(
+        reading, details={k.replace("_", " ").capitalize(): f for k, f in tables.items()}
     )
-    return f"<p>{escape(reading)}</p>{tables}"

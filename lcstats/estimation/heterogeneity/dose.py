@@ -160,7 +160,7 @@ class DoseResponse:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        return _html(self.reading(), self.to_frame())
+        return _html(self.reading(), effects_by_band=self.to_frame())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,16 +195,19 @@ def _gain_reading(outcome: str, pairs: Sequence[_Pair], best: _Pair, *, among_cl
         if label != best_label and est.ci_low <= other.estimate <= est.ci_high
     ]
     if close:
+        names = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} and {close[-1]}"
+        verb = "estimate for" if len(close) == 1 else "estimates for"
+        lies = "lies" if len(close) == 1 else "lie"
         more += (
-            f" The estimate for {', '.join(close)} sessions lies within this interval, so "
-            "the ranking of the bands is uncertain."
+            f" The {verb} {names} sessions {lies} within this interval, so the ranking of the "
+            "bands is uncertain."
         )
     subject = _outcome_name(outcome).removeprefix("the ")
     return (
         f"{'Among the bands with a clear effect, l' if among_clear else 'L'}"
         f"earners with {best_label} coaching sessions {'gained most' if rest else 'gained'}: "
         f"their {subject} was {_comparison(est.estimate, outcome)} than uncoached "
-        f"learners' ({_interval(est)}).{more}"
+        f"learners' ({_interval(est, size=True)}).{more}"
     )
 
 
@@ -218,7 +221,7 @@ def _loss_reading(outcome: str, pairs: Sequence[_Pair], worst: _Pair) -> str:
         f"No band of coaching sessions showed a clear benefit, and learners with "
         f"{worst_label} sessions did worse: their {subject} was "
         f"{_comparison(est.estimate, outcome)} than uncoached learners' "
-        f"({_interval(est)}).{more}"
+        f"({_interval(est, size=True)}).{more}"
     )
 
 

@@ -137,7 +137,7 @@ class ManagerEffects:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        return _html(self.reading(), self.to_frame())
+        return _html(self.reading(), effects_by_manager_coaching=self.to_frame())
 
 
 def _interaction(

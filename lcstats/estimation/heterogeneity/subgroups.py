@@ -208,7 +208,11 @@ class SubgroupEffects:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        return _html(self.reading(), self.to_frame(), self.heterogeneity_frame())
+        return _html(
+            self.reading(),
+            effects_by_subgroup=self.to_frame(),
+            differences_between_subgroups=self.heterogeneity_frame(),
+        )
 
 
 # ----------------------------------------------------------------------------------------------
