@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import resource
 import signal
@@ -253,6 +254,10 @@ def ensure_data(n: int, work: Path, fmt: str, regenerate: bool, time_limit: floa
         info_path.write_text(json.dumps(info, indent=1))
     params = yaml.safe_load((ROOT / "params" / "example.yaml").read_text())
     params["evaluation"] = f"scaling-{n}"
+    # the simulated tables come without the example's session and activity logs
+    for log in ("coaching_sessions", "activity"):
+        params.pop(log, None)
+    params["covariates"] = [c for c in params["covariates"] if not c.startswith("pre_")]
     for table in ("learners", "action_items", "skill_assessments"):
         params[table] = str(folder / f"{table}.{fmt}")
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
@@ -428,7 +433,7 @@ def _measure_size(n: int, args: argparse.Namespace) -> tuple[int, dict, dict, st
     size_mb = sum(data["bytes"].values()) / 1e6
     print(
         f"\n{n:,} learners: data {size_mb:,.1f} MB ({args.format}), generated in"
-        f" {data['seconds']:.1f} s, simulate peak RSS {_gb(data['peak_tree'])}; running"
+        f" {data['seconds'] or math.nan:.1f} s, simulate peak RSS {_gb(data['peak_tree'])}; running"
         f" (load {loadavg()})",
         flush=True,
     )

@@ -49,6 +49,10 @@ standard error of a coverage near 0.95 is sqrt(0.95 * 0.05 / reps): 0.014 at 250
 effect), while the standard errors target the population average, so a ratio slightly above 1
 is expected there.
 
+``--plain-se`` also records, in the programme DGP, the adjusted methods' plain sandwich standard
+errors (``small_sample=False``) beside the default leverage-corrected ones (column ``se``), on
+the same replications: the evidence for what the correction changes.
+
 ``--rollouts N`` adds the roll-out study (issue 12): ``N`` programmes simulated by
 `lcstats.data.rollout.simulate_rollout` (teams start coaching in waves; an unrecorded learner
 trait raises follow-through and brings the team's wave forward), each estimated with the
@@ -77,6 +81,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
+import itertools  # noqa: E402
 import math  # noqa: E402
 import multiprocessing  # noqa: E402
 import sys  # noqa: E402
@@ -111,7 +116,17 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "validation.csv"
 
 
 def _record(
-    est, *, dgp, spec, outcome, estimand, clustered, method, truth, weights="normalised"
+    est,
+    *,
+    dgp,
+    spec,
+    outcome,
+    estimand,
+    clustered,
+    method,
+    truth,
+    weights="normalised",
+    se="corrected",
 ) -> dict:
     """One row of the raw results: the design, the truth and the estimate (NaN if it failed)."""
     row = {
@@ -122,6 +137,7 @@ def _record(
         "method": method,
         "weights": weights if method in ("ipw", "aipw") else "-",
         "clustered": clustered,
+        "se": se if method != "difference" else "-",
         "truth": truth,
         "estimate": math.nan,
         "std_error": math.nan,
@@ -156,35 +172,38 @@ def programme_replicate(seed: int, args: argparse.Namespace) -> list[dict]:
     data = outcomes.data.assign(log_tenure=np.log1p(outcomes.data["tenure_months"]))
     outcomes = dataclasses.replace(outcomes, data=data)
     rows = []
-    for spec in args.specs:
-        for estimand in ESTIMANDS:
-            for clustered in (False, True):
-                try:
-                    effects = estimate_effects(
-                        outcomes,
-                        covariates=PROGRAMME_SPECS[spec],
-                        methods=METHODS,
+    forms = ("corrected", "plain") if args.plain_se else ("corrected",)
+    for spec, estimand, clustered, se in itertools.product(
+        args.specs, ESTIMANDS, (False, True), forms
+    ):
+        try:
+            effects = estimate_effects(
+                outcomes,
+                covariates=PROGRAMME_SPECS[spec],
+                methods=METHODS if se == "corrected" else METHODS[1:],
+                estimand=estimand,
+                cluster="team_id" if clustered else None,
+                small_sample=se == "corrected",
+            )
+        except EstimationError:  # one method failing drops the set: all count as failed
+            effects = None
+        for outcome in OUTCOMES:
+            truth = sim.effect(outcome, "coached", estimand)
+            for method in METHODS if se == "corrected" else METHODS[1:]:
+                est = effects.get(outcome, method) if effects is not None else None
+                rows.append(
+                    _record(
+                        est,
+                        dgp="programme",
+                        spec=spec,
+                        outcome=outcome,
                         estimand=estimand,
-                        cluster="team_id" if clustered else None,
+                        clustered=clustered,
+                        method=method,
+                        truth=truth,
+                        se=se,
                     )
-                except EstimationError:  # one method failing drops the set: all count as failed
-                    effects = None
-                for outcome in OUTCOMES:
-                    truth = sim.effect(outcome, "coached", estimand)
-                    for method in METHODS:
-                        est = effects.get(outcome, method) if effects is not None else None
-                        rows.append(
-                            _record(
-                                est,
-                                dgp="programme",
-                                spec=spec,
-                                outcome=outcome,
-                                estimand=estimand,
-                                clustered=clustered,
-                                method=method,
-                                truth=truth,
-                            )
-                        )
+                )
     return rows
 
 
@@ -339,13 +358,14 @@ def summarise(raw: pd.DataFrame) -> pd.DataFrame:
             }
         )
 
-    keys = ["dgp", "spec", "outcome", "estimand", "method", "weights", "clustered"]
+    raw = raw.assign(se=raw["se"].fillna("corrected")) if "se" in raw else raw.assign(se="-")
+    keys = ["dgp", "spec", "outcome", "estimand", "method", "weights", "clustered", "se"]
     out = raw.groupby(keys, sort=False).apply(stats, include_groups=False).reset_index()
     out = out.astype({"reps": int, "failed": int})
     order = {m: i for i, m in enumerate(METHODS)}
     out["_m"] = out["method"].map(order)
     out = out.sort_values(
-        ["dgp", "spec", "outcome", "estimand", "_m", "weights", "clustered"], kind="stable"
+        ["dgp", "spec", "outcome", "estimand", "_m", "weights", "clustered", "se"], kind="stable"
     )
     return out.drop(columns="_m").reset_index(drop=True)
 
@@ -386,6 +406,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--out", type=Path, default=DEFAULT_OUT, help=f"CSV path (default {DEFAULT_OUT})"
     )
     p.add_argument("--raw", type=Path, help="also write every replication's estimates here (CSV)")
+    p.add_argument(
+        "--plain-se",
+        action="store_true",
+        help="programme DGP: also the plain sandwich SEs (small_sample=False) beside the "
+        "leverage-corrected ones",
+    )
     p.add_argument(
         "--rollouts",
         type=int,

@@ -12,6 +12,7 @@ from statsmodels.duration.survfunc import SurvfuncRight
 from lcstats.core.errors import EstimationError
 from lcstats.estimation.survival import (
     HazardRatio,
+    cluster_covariance,
     completion_curves,
     completion_hazard,
     completion_times,
@@ -99,6 +100,19 @@ def test_cox_equals_statsmodels_phreg_model_based_and_clustered(rng):
     assert clustered.n_clusters == 60
     crit = stats.t.ppf(0.975, 59)
     assert clustered.ci_high == pytest.approx(np.exp(robust.params[0] + crit * se))
+
+
+def test_fast_cluster_covariance_equals_statsmodels_robust_covariance(rng):
+    items = _items(rng, n_learners=400)
+    items["z"] = rng.normal(size=len(items))
+    exog = items[["coached", "x", "z"]].to_numpy(dtype=float)
+    days, event = items["days"].to_numpy(dtype=float), items["completed"].to_numpy(dtype=float)
+    assert len(np.unique(days[event > 0])) < event.sum()  # tied event times
+    groups = pd.factorize(items["team_id"], sort=True)[0]
+    model = PHReg(days, exog, status=event, ties="efron")
+    params = model.fit(groups=groups).params  # statsmodels keeps the groups on the model
+    ours = cluster_covariance(model, params, groups)
+    np.testing.assert_allclose(ours, model.robust_covariance(params), rtol=1e-9, atol=1e-14)
 
 
 @pytest.mark.slow

@@ -13,7 +13,8 @@ are left out. Two summaries:
   pointwise standard errors treat weights as counts and are not reported).
 - `completion_hazard`: a Cox model (statsmodels ``PHReg``, Efron ties) of the completion hazard
   on coaching and the covariates; the hazard ratio of coaching has robust standard errors
-  clustered by team (``PHReg.fit(groups=...)``: the sandwich of the grouped score residuals,
+  clustered by team (statsmodels' ``PHReg.robust_covariance``, computed by `cluster_covariance`
+  in O(n k): the sandwich of the grouped score residuals,
   since items of a learner, and learners of a team, are not independent), times G / (G - 1),
   with intervals from t on G - 1 degrees of freedom (as `lcstats.estimation.effects` does; with
   30 teams the plain sandwich covered a true hazard ratio 92.7% of the time, this 94-95%).
@@ -38,6 +39,7 @@ from lcstats.estimation.effects import _design, fit_propensity, format_p
 __all__ = [
     "CompletionCurves",
     "HazardRatio",
+    "cluster_covariance",
     "completion_curves",
     "completion_hazard",
     "completion_times",
@@ -358,6 +360,51 @@ class HazardRatio:
         return summary_html(self.reading(), details={"Hazard ratio": frame})
 
 
+def _cluster_scores(model: object, params: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Cox score residuals as statsmodels' ``PHReg.score_residuals`` gives them, summed by group.
+
+    One covariate at a time, so that memory stays O(n) whatever the number of covariates.
+    """
+    time, x = model.endog, model.exog
+    eta = x @ params
+    risk = np.exp(eta - eta.max())
+    failed = model.status > 0
+    fail_times, n_fail = np.unique(time[failed], return_counts=True)
+    # risk-set sums at each event time: over the items with time >= that time
+    order = np.argsort(-time, kind="stable")
+    at_risk = len(time) - np.searchsorted(time[order][::-1], fail_times, side="left") - 1
+    s0 = np.cumsum(risk[order])[at_risk]
+    inc = n_fail / s0  # Breslow increments of the cumulative hazard
+    k = np.searchsorted(fail_times, time, side="right") - 1  # last event time <= own time
+    seen, k0 = k >= 0, np.maximum(k, 0)
+    cum_inc = np.where(seen, np.cumsum(inc)[k0], 0.0)
+    sums = np.empty((int(groups.max()) + 1, x.shape[1]))
+    for j in range(x.shape[1]):
+        xj = x[:, j]
+        mean = np.cumsum(risk[order] * xj[order])[at_risk] / s0
+        cum_mean = np.where(seen, np.cumsum(mean * inc)[k0], 0.0)
+        resid = -risk * (xj * cum_inc - cum_mean)
+        resid[failed] += xj[failed] - mean[k[failed]]
+        sums[:, j] = np.bincount(groups, weights=resid, minlength=sums.shape[0])
+    return sums
+
+
+def cluster_covariance(model: object, params: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Cluster-robust covariance of a Cox model: statsmodels' ``PHReg.robust_covariance``, fast.
+
+    The sandwich ``H^-1 (sum_g U_g U_g') H^-1`` with ``H`` the model's Hessian at ``params`` and
+    ``U_g`` the sum of the score residuals of cluster ``g``, computed as statsmodels computes
+    them (hazard-weighted covariate means of the risk sets, Breslow increments
+    ``d_i / S0(t_i)``, one stratum, no entry times), but from cumulative sums over the distinct
+    event times: O(n k) time and O(n) extra memory instead of statsmodels' loop that visits every
+    risk set (O(n) per event time: 14 s of 17 s for 600,000 items, minutes at a million
+    learners). Tests check equality with ``PHReg.robust_covariance``.
+    """
+    sums = _cluster_scores(model, params, groups)
+    hess_inv = np.linalg.inv(model.hessian(params))
+    return hess_inv @ (sums.T @ sums) @ hess_inv
+
+
 def completion_hazard(
     items: pd.DataFrame,
     *,
@@ -407,11 +454,16 @@ def completion_hazard(
     event = items["completed"].to_numpy(dtype=float)
     if not event.any():
         raise EstimationError("no item was completed: there is no completion to model")
-    model = PHReg(items["days"].to_numpy(dtype=float), x, status=event, ties="efron")
-    groups = pd.factorize(items[cluster], sort=True)[0] if cluster else None
-    res = model.fit(groups=groups) if cluster else model.fit()
+    days = items["days"].to_numpy(dtype=float)
+    model = PHReg(days, x, status=event, ties="efron")
+    res = model.fit()
     b, se = float(res.params[0]), float(res.bse[0])
-    n_clusters = int(groups.max() + 1) if cluster else None
+    n_clusters = None
+    if cluster:
+        groups = pd.factorize(items[cluster], sort=True)[0]
+        n_clusters = int(groups.max() + 1)
+        cov = cluster_covariance(model, res.params, groups)
+        se = math.sqrt(cov[0, 0])
     if n_clusters is not None and n_clusters < 2:
         raise EstimationError(f"cluster '{cluster}' has a single value: cannot cluster")
     # clustered: the small-sample factor G / (G - 1) and t with G - 1 df, as in effects.py
