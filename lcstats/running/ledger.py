@@ -107,16 +107,19 @@ def _create(path: Path) -> None:
     """
     draft = path.with_name(f".{path.name}.new-{os.getpid()}")
     draft.unlink(missing_ok=True)
-    con = sqlite3.connect(draft, isolation_level=None)
     try:
-        con.execute("PRAGMA journal_mode = WAL")
-        con.execute(SCHEMA)
-    finally:
-        con.close()
-    try:
+        con = sqlite3.connect(draft, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode = WAL")
+            con.execute(SCHEMA)
+        finally:
+            con.close()
         os.link(draft, path)
     except FileExistsError:
         pass
+    except OSError:  # a file system without hard links: a rename, if nobody was faster
+        if not path.exists():
+            os.replace(draft, path)
     finally:
         draft.unlink(missing_ok=True)
 
