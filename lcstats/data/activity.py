@@ -244,9 +244,27 @@ def _classified(events: Any, cut: Any) -> Any:
     return joined.mutate(reason=reason)
 
 
-def _features(classified: Any) -> Any:
+def _used(events: Any, cut: Any) -> Any:
+    """The events that count: not voided, of a learner in `cut`, in the window before the cut-off.
+
+    The rows `_classified` marks "used", selected by an inner join on the learner and the window,
+    so that the engine filters while it joins: the same rows through the CASE of `_classified`
+    cost DuckDB about 1.1x the wall time at 100M events (benchmarks/README.md).
+    """
+    cut = cut.rename(cut_learner="learner_id")
+    joined = events.join(
+        cut,
+        [
+            events.learner_id == cut.cut_learner,
+            events.occurred_at < cut.cutoff,
+            events.occurred_at >= cut.window_start,
+        ],
+    )
+    return joined.filter(~joined.voided)
+
+
+def _features(used: Any) -> Any:
     """Per learner, the counts of the events that count (an Ibis expression)."""
-    used = classified.filter(classified.reason == "used")
     started = used.verb.isin(STARTED_VERBS + COMPLETED_VERBS)
     return used.group_by(used.learner_id).aggregate(
         pre_active_weeks=used.occurred_at.truncate("W").nunique(),
@@ -326,13 +344,12 @@ def activity_features(
     cut, baseline_end = cutoffs(learners, baseline_end=baseline_end, window_days=window_days)
     events, con, kind = _events(spec, columns or {})
     try:
-        classified = _classified(
-            events, ibis.memtable(pa.Table.from_pandas(cut, preserve_index=False))
-        )
+        cut_table = ibis.memtable(pa.Table.from_pandas(cut, preserve_index=False))
+        classified = _classified(events, cut_table)
         reasons = (
             classified.group_by("reason").aggregate(n=classified.count()).to_pyarrow().to_pandas()
         )
-        counts = _features(classified).to_pyarrow().to_pandas()
+        counts = _features(_used(events, cut_table)).to_pyarrow().to_pandas()
     except Exception as exc:  # an engine's error on the activity data: name the source
         raise InputError(
             Problem(
