@@ -27,8 +27,9 @@ from pathlib import Path
 
 import pytest
 
+from lcstats.reporting.pdf import CHROMIUM_ARGS
 from tests.conftest import ROOT
-from tests.test_report_browser import CHROMIUM_ARGS, chromium_path
+from tests.test_report_browser import chromium_path
 
 URL = re.compile(r"http://127\.0\.0\.1:(\d+)/lab\?token=(\w+)")
 SCREENSHOT = ROOT / "reports" / "screenshots" / "lab-evaluation.png"
@@ -183,7 +184,7 @@ def test_evaluation_notebook_runs_in_the_jupyterlab_ui(tmp_path, notebook_folder
         lab(["tools/lab"], tmp_path, LAB_PORT=str(port), LAB_DIR=str(folder)) as server,
         sync_playwright() as p,
     ):
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium_path(), args=list(CHROMIUM_ARGS))
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
 
         def local_only(route):

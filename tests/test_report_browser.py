@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from lcstats.reporting.pdf import CHROMIUM_ARGS
 from lcstats.running.runner import run_evaluation
 from tests.conftest import ROOT
 
@@ -35,15 +36,6 @@ SECTIONS = [
     "Those who learn and those who don't",
     "Data quality",
     "Appendix",
-]
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
 ]
 REMOTE_ATTRIBUTE = re.compile(
     r"""\b(?:src|href|srcset|poster|data|action|background)\s*=\s*["']?\s*(?:https?:)?//""", re.I
@@ -126,7 +118,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=executable, args=list(CHROMIUM_ARGS))
         yield b
         b.close()
 

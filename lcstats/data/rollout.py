@@ -59,7 +59,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lcstats.data.simulate import ROLES, SimulatedProgramme, _dates, _ids
+from lcstats.data.simulate import (
+    ROLES,
+    SimulatedProgramme,
+    _action_item_table,
+    _dates,
+    _ids,
+)
 
 __all__ = ["simulate_rollout"]
 
@@ -248,19 +254,6 @@ def _learner_table(d: _Design, people: _People, rng: np.random.Generator) -> pd.
     )
 
 
-def _item_table(items: _Items, learner_id: np.ndarray) -> pd.DataFrame:
-    """The ``action_items`` table."""
-    return pd.DataFrame(
-        {
-            "learner_id": pd.Series(learner_id[items.owner], dtype="str"),
-            "item_id": pd.Series(_ids("A", items.owner.size, 6), dtype="str"),
-            "created_on": _dates(items.created),
-            "due_on": _dates(items.due),
-            "completed_on": _dates(items.completed),
-        }
-    )
-
-
 def _skills_table(
     rng: np.random.Generator, d: _Design, people: _People, learner_id: np.ndarray
 ) -> pd.DataFrame:
@@ -414,7 +407,7 @@ def simulate_rollout(
     }
     return SimulatedProgramme(
         learners=learners,
-        action_items=_item_table(items, learner_id),
+        action_items=_action_item_table(items, learner_id),
         skill_assessments=_skills_table(rng, d, people, learner_id).reset_index(drop=True),
         truth=truth,
     )
