@@ -38,14 +38,13 @@ bootstrap (801 and 852). statsmodels' own ``TreatmentEffect.ipw(effect_group=1)`
 
 from __future__ import annotations
 
+import causaldata  # a test dependency (pyproject dev extras): missing it fails, never skips
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
 
 from lcstats import estimate_effect
-
-causaldata = pytest.importorskip("causaldata")
 
 # Dehejia & Wahba (1999, JASA 94:1053-1062), Table 1/3: experimental estimate $1,794 (treated
 # minus control mean of 1978 earnings in their NSW subsample); Cunningham, The Mixtape, sec. 5.3.

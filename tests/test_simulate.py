@@ -99,8 +99,6 @@ def test_truth_draws_do_not_change_the_data(programme):
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_writing_twice_gives_identical_bytes(programme, tmp_path, fmt):
-    if fmt == "parquet":
-        pytest.importorskip("pyarrow")
     first = write_programme(programme, tmp_path / "a", fmt=fmt)
     second = write_programme(simulate_programme(), tmp_path / "b", fmt=fmt)
     assert sorted(first) == ["action_items", "learners", "skill_assessments", "truth"]
@@ -126,7 +124,6 @@ def test_csv_format(programme, tmp_path):
 
 
 def test_parquet_round_trip(programme, tmp_path):
-    pytest.importorskip("pyarrow")
     paths = write_programme(programme, tmp_path, fmt="parquet")
     back = pd.read_parquet(paths["action_items"])
     pd.testing.assert_frame_equal(
