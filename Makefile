@@ -47,7 +47,7 @@ example-data: setup
 	$(BIN)/lcstats simulate --out data/example --learners 2000 --seed 20261128 --activity parquet
 	$(BIN)/lcstats simulate --out data/example-sales --learners 1200 --seed 20261203 --activity parquet
 	$(BIN)/lcstats simulate --design randomised --out data/example-pilot --learners 800 --seed 20261202
-	$(BIN)/lcstats simulate --design staggered --out data/example-rollout --learners 600 --seed 20261201
+	$(BIN)/lcstats simulate --design staggered --out data/example-rollout --learners 600 --seed 20261201 --assessment-gap 3
 
 benchmark: setup
 	$(BIN)/python benchmarks/estimator_speed.py

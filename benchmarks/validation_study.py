@@ -58,8 +58,10 @@ the same replications: the evidence for what the correction changes.
 trait raises follow-through and brings the team's wave forward), each estimated with the
 staggered simple aggregation (Callaway and Sant'Anna, never-coached comparison) and with
 cross-sectional AIPW for the coached on the recorded covariates
-(`lcstats.estimation.staggered.rollout_study`). Programmes run in chunks of 50 whose seeds come
-from ``--seed`` and the chunk number, so the table does not depend on ``--jobs``.
+(`lcstats.estimation.staggered.rollout_study`). Skills are assessed quarterly
+(``assessment_gap=3``: five waves), so the study also estimates the effect on the skills gap on
+the team x wave panel (staggered, against its known truth). Programmes run in chunks of 50 whose
+seeds come from ``--seed`` and the chunk number, so the table does not depend on ``--jobs``.
 
 Usage (about 3 minutes with the defaults, 5.5 minutes with --reps 500, on 2 cores)::
 
@@ -481,7 +483,7 @@ def _rollout_chunk(task: tuple[int, int, int]) -> pd.DataFrame:
     from lcstats.estimation.staggered import rollout_study
 
     seed, chunk, n = task
-    return rollout_study(n, seed=seed * 100_003 + chunk).assign(chunk=chunk)
+    return rollout_study(n, seed=seed * 100_003 + chunk, assessment_gap=3).assign(chunk=chunk)
 
 
 def rollout_table(args: argparse.Namespace) -> pd.DataFrame:

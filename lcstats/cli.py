@@ -28,8 +28,13 @@ def _simulated(args: argparse.Namespace):
     if args.design == "staggered":
         team_size = 10
         return simulate_rollout(
-            n_teams=max(6, args.learners // team_size), team_size=team_size, seed=args.seed
+            n_teams=max(6, args.learners // team_size),
+            team_size=team_size,
+            seed=args.seed,
+            assessment_gap=args.assessment_gap,
         )
+    if args.assessment_gap:
+        raise ValueError("--assessment-gap is for --design staggered")
     confounding = 0.0 if args.design == "randomised" else args.confounding
     return simulate_programme(n_learners=args.learners, seed=args.seed, confounding=confounding)
 
@@ -225,6 +230,14 @@ def _add_simulate(sub) -> None:
         help="observational: coaching chosen for engaged learners (default); staggered: teams "
         "coached in waves, brought forward by a trait nobody recorded; randomised: coaching "
         "assigned at random within cohorts (a pilot)",
+    )
+    p.add_argument(
+        "--assessment-gap",
+        type=int,
+        default=0,
+        metavar="MONTHS",
+        help="staggered: assess skills every MONTHS months (waves pre, mid1, ..., post; list "
+        "them in skill_waves) instead of before and after only",
     )
     p.add_argument(
         "--activity",

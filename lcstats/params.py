@@ -266,6 +266,12 @@ class Params(BaseModel):
     alpha: float = Field(default=0.05, description="1 - confidence level of the intervals")
     scale_min: int = Field(default=1, description="lowest level of the skill scale")
     scale_max: int = Field(default=5, description="highest level of the skill scale")
+    skill_waves: list[str] = Field(
+        default_factory=lambda: ["pre", "post"],
+        description="the assessment waves the skill assessments name: pre, post and any in "
+        "between (ordered by assessed_on); with more than two, a staggered design also "
+        "estimates the effect on the skills gap over the waves",
+    )
     as_of: str = Field(
         description='the evaluation date ("YYYY-MM-DD", quoted), never the clock; items due '
         "later are not yet counted"
@@ -345,6 +351,19 @@ class Params(BaseModel):
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", v):
             raise ValueError("expected a date written as YYYY-MM-DD, in quotes") from None
         return v
+
+    @field_validator("skill_waves")
+    @classmethod
+    def _waves(cls, v: list[str]) -> list[str]:
+        waves = [w.strip().lower() for w in v]
+        if any(not w for w in waves) or len(set(waves)) < len(waves):
+            raise ValueError("expected distinct, non-empty wave names such as [pre, mid, post]")
+        if not {"pre", "post"} <= set(waves):
+            raise ValueError(
+                "expected a list that includes pre and post (the assessments before and after "
+                "the programme), such as [pre, mid, post]"
+            )
+        return waves
 
     @field_validator("alpha")
     @classmethod

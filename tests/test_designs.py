@@ -9,6 +9,7 @@ names what a staggered design lacks.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,8 +34,16 @@ def rollout_run(tmp_path_factory):
 def test_a_rollout_runs_with_its_section_and_covers_the_truth(rollout_run):
     doc = json.loads((rollout_run / "results.json").read_text())
     truth = json.loads((ROOT / "data" / "example-rollout" / "truth.json").read_text())
-    target = next(e["value"] for e in truth["effects"] if e["estimand"] == "simple")
-    simple = next(e for e in doc["estimates"] if e.get("aggregation") == "simple")
+    target = next(
+        e["value"]
+        for e in truth["effects"]
+        if e["estimand"] == "simple" and e["outcome"] == "follow_through"
+    )
+    simple = next(
+        e
+        for e in doc["estimates"]
+        if e.get("aggregation") == "simple" and e["outcome"] == "follow_through"
+    )
     assert simple["method"] == "callaway_santanna" and simple["design"] == "staggered"
     assert simple["ci_low"] <= target <= simple["ci_high"], (simple, target)
     headline = next(h for h in doc["headlines"] if h["outcome"] == "follow_through")
@@ -47,6 +56,78 @@ def test_a_rollout_runs_with_its_section_and_covers_the_truth(rollout_run):
     assert '<section id="rollout">' in html and "Roll-out in waves" in html
     assert "teams never coached" in html and "before coaching started" in html.lower()
     assert "roll-out to teams in waves" in html  # the executive summary names the design
+
+
+def test_skills_assessed_in_five_waves_are_compared_over_the_waves_too(rollout_run):
+    doc = json.loads((rollout_run / "results.json").read_text())
+    truth = json.loads((ROOT / "data" / "example-rollout" / "truth.json").read_text())
+    target = next(e["value"] for e in truth["effects"] if e["outcome"] == "skills_gap")
+    skills = next(
+        e
+        for e in doc["estimates"]
+        if e.get("aggregation") == "simple" and e["outcome"] == "skills_gap"
+    )
+    assert skills["method"] == "callaway_santanna" and skills["design"] == "staggered"
+    assert skills["ci_low"] <= target <= skills["ci_high"], (skills, target)
+    assert skills["ci_high"] < 0  # coaching narrowed the gap, and the interval says so
+    headline = next(h for h in doc["headlines"] if h["outcome"] == "skills_gap")
+    assert headline["aggregation"] == "simple"
+    block = doc["design"]["staggered_skills_gap"]
+    assert {r["time"] for r in block["att_gt"]} and block["pre_trend"]["df"] >= 1
+    assert block["panel"].startswith("60 teams x 5 periods")
+    html = (rollout_run / "report.html").read_text()
+    assert "Skills gaps over 5 assessment waves" in html
+    words = r"narrowed the skills gap by about 0\.\d\d points \(95% interval 0\.\d\d to 0\.\d\d points\)"
+    assert re.search(words, html)
+
+
+def test_the_rollout_example_is_what_lcstats_simulate_writes(tmp_path):
+    command = [str(LCSTATS), "simulate", "--design", "staggered", "--learners", "600"]
+    command += ["--seed", "20261201", "--assessment-gap", "3", "--out", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for name in ("learners.csv", "action_items.csv", "skill_assessments.csv", "truth.json"):
+        committed = (ROOT / "data" / "example-rollout" / name).read_bytes()
+        assert (tmp_path / name).read_bytes() == committed, name
+    wrong = subprocess.run(
+        [str(LCSTATS), "simulate", "--assessment-gap", "3", "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert wrong.returncode == 2 and "--assessment-gap is for --design staggered" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+
+
+def _design_of(tmp_path: Path, frames: dict, **overrides):
+    from lcstats.data.inputs import load_inputs
+    from lcstats.estimation.designs import design_estimates
+    from lcstats.estimation.evaluation import estimate
+    from lcstats.outcomes.learner import learner_outcomes
+    from lcstats.params import load_params
+
+    params = load_params(rollout_params(write_rollout(tmp_path, frames), **overrides))
+    programme = load_inputs(params)
+    outcomes = learner_outcomes(programme, as_of=params.as_of)
+    return design_estimates(params, programme, outcomes, estimate(params, outcomes))
+
+
+def test_skills_before_and_after_only_stay_an_adjusted_comparison(tmp_path, rollout_data):
+    sa = rollout_data["skill_assessments"]
+    frames = rollout_data | {"skill_assessments": sa[sa["wave"].isin(["pre", "post"])]}
+    design = _design_of(tmp_path, frames, skill_waves=["pre", "post"])
+    assert design.skills is None and not design.skipped
+    assert [e.outcome for e in design.estimates] == ["follow_through"]
+
+
+def test_skills_waves_that_cannot_be_compared_are_skipped_with_the_reason(tmp_path, rollout_data):
+    sa = rollout_data["skill_assessments"].copy()
+    sa.loc[sa["wave"] == "mid1", "assessed_on"] = "2025-01-20"  # in the month of pre
+    design = _design_of(tmp_path, rollout_data | {"skill_assessments": sa})
+    assert design.skills is None
+    reason = design.skipped["the skills gap over assessment waves"]
+    assert "fall in the same month (2025-01)" in reason
+    assert [e.outcome for e in design.estimates] == ["follow_through"]
 
 
 def test_the_cross_sectional_estimate_of_a_rollout_is_biased_and_says_which_design_it_is(
@@ -115,8 +196,11 @@ def rollout_params(tmp: Path, **overrides) -> Path:
         evaluation="r",
         design="staggered",
         as_of="2026-02-28",
-        covariates=["tenure_months", "role"],
-        **overrides,
+        **{
+            "covariates": ["tenure_months", "role"],
+            "skill_waves": ["pre", "mid1", "mid2", "mid3", "post"],
+        }
+        | overrides,
     )
 
 

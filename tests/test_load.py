@@ -533,6 +533,25 @@ def test_wave_not_pre_or_post(make):
     assert "expected 'pre' or 'post'" in p.message and "'follow-up'" in p.message
 
 
+def test_more_waves_are_accepted_when_listed_and_need_their_dates(make, mini):
+    folder = make(skill_assessments=setcell("wave", {2: "Mid"}))
+    prog = load(folder, waves=("pre", "mid", "post"))
+    assert set(prog.skill_assessments["wave"]) == {"pre", "mid", "post"}
+    # a wave not listed is named with the waves that are
+    p = only(problems_of(folder, waves=("pre", "q2", "post")))
+    assert (p.column, p.rows) == ("wave", (4,))
+    assert "skill_waves (['pre', 'q2', 'post'])" in p.message and "'mid'" in p.message
+    assert "add the wave to skill_waves" in p.hint
+    # with more than two waves the waves are ordered by date: every assessment needs one
+    undated = make(
+        skill_assessments=lambda f: setcell("assessed_on", {5: ""})(setcell("wave", {2: "mid"})(f))
+    )
+    p = only(problems_of(undated, waves=("pre", "mid", "post")))
+    assert (p.column, p.rows) == ("assessed_on", (7,))
+    assert "ordered by assessed_on" in p.hint
+    assert load(make(skill_assessments=setcell("assessed_on", {5: ""}))) is not None
+
+
 def test_wave_is_case_insensitive(make, mini):
     waves = mini["skill_assessments"]["wave"].map({"pre": "Pre", "post": "POST"})
     prog = load(make(skill_assessments=lambda f: f.assign(wave=waves)))

@@ -14,6 +14,7 @@ from lcstats.outcomes.panel import (
     follow_through_panel,
     period_label,
     period_number,
+    skills_gap_panel,
     team_panel,
 )
 
@@ -162,3 +163,60 @@ def test_panel_totals_agree_with_learner_outcomes():
     assert (totals["n_due"] == outcomes["n_items"]).all()
     ratio = totals["n_on_time"] / totals["n_due"]
     np.testing.assert_allclose(ratio, outcomes["follow_through"].reindex(ratio.index))
+
+
+# ----------------------------------------------------------------------------------------------
+# The skills gap over more than two assessment waves
+
+
+@pytest.fixture(scope="module")
+def quarterly():
+    return simulate_rollout(n_teams=12, team_size=4, seed=3, assessment_gap=3)
+
+
+def test_skills_gap_panel_is_the_team_mean_of_learner_gaps_by_wave(quarterly):
+    sa, learners = quarterly.skill_assessments, quarterly.learners
+    panel = skills_gap_panel(sa, learners)
+    assert panel.n_units == 12 and panel.n_dropped == 0 and panel.n_periods == 5
+    data = panel.data
+    assert data["wave"].unique().tolist() == ["pre", "mid1", "mid2", "mid3", "post"]
+    # by hand: gap per skill, mean per learner and wave, mean per team and wave
+    gap = (sa["target_level"] - sa["level"]).clip(lower=0)
+    learner = sa.assign(gap=gap).groupby(["learner_id", "wave"])["gap"].mean().reset_index()
+    learner = learner.merge(learners[["learner_id", "team_id"]], on="learner_id")
+    by_hand = learner.groupby(["team_id", "wave"])["gap"].mean()
+    got = data.set_index(["team_id", "wave"])["skills_gap"]
+    pd.testing.assert_series_equal(got.sort_index(), by_hand.sort_index(), check_names=False)
+    # time is the period of the wave's assessments; group the period coaching started
+    first = data[data["team_id"] == data["team_id"].iloc[0]]
+    assert first["period"].tolist() == ["2025-01", "2025-04", "2025-07", "2025-10", "2026-01"]
+    starts = learners.groupby("team_id")["coached_from"].min()
+    expected = period_number(starts.reindex(data["team_id"]).reset_index(drop=True))
+    assert data["group"].tolist() == expected.tolist()
+
+
+def test_skills_gap_panel_drops_and_counts_teams_missing_a_wave(quarterly):
+    sa, learners = quarterly.skill_assessments, quarterly.learners
+    team_of = learners.set_index("learner_id")["team_id"]
+    gone = (sa["wave"] == "mid2") & (sa["learner_id"].map(team_of) == "T001")
+    panel = skills_gap_panel(sa[~gone], learners)
+    assert (panel.n_units, panel.n_dropped) == (11, 1)
+    assert "T001" not in set(panel.data["team_id"])
+    assert "1 teams dropped because some assessment wave had no learner" in panel.summary()
+    # a learner not assessed (level missing) is not used; the team stays
+    sa2 = sa.copy()
+    sa2.loc[gone, "level"] = np.nan
+    assert skills_gap_panel(sa2, learners).n_dropped == 1
+
+
+def test_skills_gap_panel_refuses_two_waves_or_waves_in_one_period(quarterly):
+    sa, learners = quarterly.skill_assessments, quarterly.learners
+    with pytest.raises(ValueError, match=r"2 wave\(s\) \(pre, post\).*at least three"):
+        skills_gap_panel(sa[sa["wave"].isin(["pre", "post"])], learners)
+    moved = sa.copy()
+    moved.loc[moved["wave"] == "mid1", "assessed_on"] = pd.Timestamp("2025-02-10")
+    with pytest.raises(ValueError, match=r"fall in the same quarter \(2025Q1\)"):
+        skills_gap_panel(moved, learners, period="quarter")
+    assert skills_gap_panel(moved, learners, period="month").n_periods == 5
+    with pytest.raises(ValueError, match="no coached_from"):
+        skills_gap_panel(sa, learners.drop(columns="coached_from"))

@@ -124,6 +124,19 @@ def test_alpha_out_of_range(alpha):
     assert "between 0 and 0.5" in p.message
 
 
+def test_skill_waves_are_normalised_and_must_include_pre_and_post():
+    assert parse_params({**BASE, "skill_waves": [" Pre", "MID", "post"]}).skill_waves == [
+        "pre",
+        "mid",
+        "post",
+    ]
+    assert parse_params(BASE).skill_waves == ["pre", "post"]
+    p = only(problems_of(skill_waves=["mid", "post"]))
+    assert "parameter 'skill_waves'" in p.message and "includes pre and post" in p.message
+    p = only(problems_of(skill_waves=["pre", "mid", "Mid", "post"]))
+    assert "distinct, non-empty wave names" in p.message
+
+
 def test_unquoted_yaml_date_is_accepted_and_normalised(tmp_path):
     path = write_yaml(
         tmp_path / "p.yaml",

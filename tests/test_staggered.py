@@ -244,6 +244,35 @@ def test_simulated_rollout_is_reproducible_and_confounded():
         simulate_rollout(pre_periods=1)
 
 
+def test_simulated_rollout_with_quarterly_assessments():
+    plain = simulate_rollout(n_teams=30, seed=11)
+    prog = simulate_rollout(n_teams=30, seed=11, assessment_gap=3)
+    # the same learners and items: only the skill assessments differ
+    pd.testing.assert_frame_equal(prog.action_items, plain.action_items)
+    pd.testing.assert_frame_equal(prog.learners, plain.learners)
+    assert plain.truth["rollout"]["skill_waves"] == ["pre", "post"]
+    waves = ["pre", "mid1", "mid2", "mid3", "post"]
+    assert prog.truth["rollout"]["skill_waves"] == waves
+    sa = prog.skill_assessments
+    dates = sa.groupby("wave")["assessed_on"].unique().map(lambda d: str(d[0].date()))
+    assert dates[waves].tolist() == [
+        "2025-01-10", "2025-04-10", "2025-07-10", "2025-10-10", "2026-01-10",
+    ]  # fmt: skip
+    assert sa["level"].between(1, 5).all() and (sa["target_level"] == 5).all()
+    # every coached team has had three months of coaching by its first later assessment
+    assert prog.effect("skills_gap", estimand="simple") == pytest.approx(-0.4)
+    # the unrecorded trait: the earliest wave had the smaller gaps before anyone was coached
+    pre = sa[sa["wave"] == "pre"].merge(prog.learners, on="learner_id")
+    first = pre["coached_from"] == pre["coached_from"].min()
+    never = pre["coached_from"].isna()
+    gap = 5 - pre["level"]
+    assert gap[first].mean() < gap[never].mean() - 0.1
+    with pytest.raises(ValueError, match="gives 2 assessments in 14 months; at least three"):
+        simulate_rollout(assessment_gap=12)
+    with pytest.raises(ValueError, match="assessment_gap must be an integer of at least 0"):
+        simulate_rollout(assessment_gap=-1)
+
+
 def test_simulated_rollout_round_trips_through_files(tmp_path):
     from lcstats.data.load import load_programme
     from lcstats.data.simulate import write_programme
@@ -345,10 +374,17 @@ def test_pre_trend_test_detects_diverging_trends(rng):
 
 @pytest.mark.slow
 def test_staggered_covers_the_truth_where_cross_sectional_aipw_is_biased():
-    raw = rollout_study(200, seed=20261201)
+    raw = rollout_study(200, seed=20261201, assessment_gap=3)
     table = summarise_rollout_study(raw).set_index("method")
     print("\n" + table.round(4).to_string())
     staggered, aipw = table.loc["staggered simple"], table.loc["AIPW (ATT)"]
+    # quarterly assessments: five waves. Coverage within 3 Monte Carlo SEs of 0.95 (200
+    # programmes: 0.904-0.996; the validation study's 1,000 programmes give 0.940)
+    skills = table.loc["staggered skills gap"]
+    assert abs(skills["coverage"] - 0.95) <= 3 * math.sqrt(0.95 * 0.05 / skills["n"])
+    assert abs(skills["bias"]) < 3 * skills["mc_se_bias"] + 0.005
+    assert skills["mean_se"] == pytest.approx(skills["sd"], rel=0.15)
+    assert skills["pre_trend_rejects"] <= 0.10
     assert 0.92 <= staggered["coverage"] <= 0.98
     assert abs(staggered["bias"]) < 3 * staggered["mc_se_bias"] + 0.002
     assert aipw["bias"] > 10 * aipw["mc_se_bias"]  # the unrecorded trait inflates it

@@ -39,6 +39,7 @@ estimand: str = "ATE"  # ATE: effect over all learners; ATT: over the coached le
 alpha: float = 0.05  # 1 - confidence level of the intervals
 scale_min: int = 1  # lowest level of the skill scale
 scale_max: int = 5  # highest level of the skill scale
+skill_waves: list = ["pre", "post"]  # assessment waves: pre, post and any in between (ordered by assessed_on)
 as_of: str = "2026-06-30"  # the evaluation's "as of" date (YYYY-MM-DD); never the clock
 min_group_size: int = 5  # smallest group the report may show
 followed_through_share: float = 0.8  # a learner "followed through" when at least this share of items was on time

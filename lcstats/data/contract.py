@@ -11,7 +11,7 @@ table's index holds ``line - 2`` (0 for the first data row of a file without bla
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -118,15 +118,19 @@ def _whole_number() -> pandera.Check:
     return pandera.Check(lambda s: s % 1 == 0, name="whole_number")
 
 
-def schemas(scale: tuple[float, float]) -> dict[str, pandera.DataFrameSchema]:
-    """Return the pandera schema of each table for a skill scale ``(min, max)``."""
+def schemas(
+    scale: tuple[float, float], waves: Sequence[str] = WAVES
+) -> dict[str, pandera.DataFrameSchema]:
+    """Return the pandera schema of each table for a skill scale ``(min, max)`` and the
+    assessment waves a programme has (more than two waves need every ``assessed_on``: the
+    waves are ordered by it)."""
     lo, hi = scale
-    return dict(_schemas(float(lo), float(hi)))
+    return dict(_schemas(float(lo), float(hi), tuple(waves)))
 
 
 @functools.lru_cache(maxsize=8)
-def _schemas(lo: float, hi: float) -> dict[str, pandera.DataFrameSchema]:
-    """The schemas of `schemas`, built once per scale."""
+def _schemas(lo: float, hi: float, waves: tuple[str, ...]) -> dict[str, pandera.DataFrameSchema]:
+    """The schemas of `schemas`, built once per scale and waves."""
     import pandera.pandas as pandera
 
     level = pandera.Check.in_range(lo, hi)
@@ -164,8 +168,8 @@ def _schemas(lo: float, hi: float) -> dict[str, pandera.DataFrameSchema]:
             {
                 "learner_id": _text(),
                 "skill": _text(),
-                "wave": pandera.Column(str, pandera.Check.isin(list(WAVES))),
-                "assessed_on": pandera.Column("datetime64[ns]", nullable=True),
+                "wave": pandera.Column(str, pandera.Check.isin(list(waves))),
+                "assessed_on": pandera.Column("datetime64[ns]", nullable=len(waves) <= 2),
                 "level": pandera.Column(float, level, nullable=True),
                 "target_level": pandera.Column(float, level, nullable=False),
             },
@@ -534,7 +538,17 @@ _CHECK_TEXT = {
 }
 _WAVE_TEXT = (
     "expected 'pre' or 'post', found {found}",
-    "use 'pre' for the assessment before the programme and 'post' for the one after",
+    "use 'pre' for the assessment before the programme and 'post' for the one after (list any "
+    "other waves in skill_waves in the parameters)",
+)
+_WAVES_TEXT = (
+    "expected one of the waves in skill_waves ({allowed}), found {found}",
+    "fix these rows, or add the wave to skill_waves in the parameters",
+)
+_DATE_TEXT = (
+    "expected the date of every assessment (these rows are empty)",
+    "with more than two assessment waves (skill_waves) the waves are ordered by assessed_on: "
+    "fill it in in these rows",
 )
 _OTHER_CHECK_TEXT = ("expected {expected}, found {found}", "fix or remove these rows")
 
@@ -544,7 +558,9 @@ def _describe_check(
 ) -> tuple[str, str]:
     """Message and hint of a failed schema check, with examples of the values that fail it."""
     if (name, column) == ("isin", "wave"):
-        message, hint = _WAVE_TEXT
+        message, hint = _WAVE_TEXT if check == f"isin({list(WAVES)})" else _WAVES_TEXT
+    elif (name, column) == ("not_nullable", "assessed_on"):
+        message, hint = _DATE_TEXT
     else:
         message, hint = _CHECK_TEXT.get(name, _OTHER_CHECK_TEXT)
     fields = {
@@ -564,6 +580,7 @@ def schema_problems(
     source: str,
     scale: tuple[float, float],
     *,
+    waves: Sequence[str] = WAVES,
     unreadable: Mapping[str, pd.Index] | None = None,
 ) -> list[Problem]:
     """Validate a parsed table against its pandera schema; one `Problem` per column and check.
@@ -574,7 +591,7 @@ def schema_problems(
     """
     from pandera.errors import SchemaErrors
 
-    schema = schemas(scale)[table]
+    schema = schemas(scale, waves)[table]
     try:
         # pandera copies the frame unless told not to; a shallow copy (copy on write) keeps the
         # caller's frame untouched at no cost (the schemas coerce nothing)

@@ -51,6 +51,7 @@ def read_inputs(params: Params) -> Programme:
         params.skill_assessments,
         columns=params.columns,
         scale=(params.scale_min, params.scale_max),
+        waves=tuple(params.skill_waves),
         required_learner_columns=required_learner_columns(params),
         derived_learner_columns=derived,
         unknown_learners=params.unknown_learners,

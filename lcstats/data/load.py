@@ -15,7 +15,7 @@ import gc
 import hashlib
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from lcstats.data.contract import (
     BINARY_COLUMNS,
     REQUIRED_COLUMNS,
     TABLE_KEYS,
+    WAVES,
     cross_table_problems,
     distinct_values,
     is_in,
@@ -822,7 +823,7 @@ def _load_table(
 ) -> tuple[pd.DataFrame | None, SourceFile | None, list[Problem]]:
     """Read, parse and check one table; its parsed frame, source and problems."""
     spec = as_spec(str(location)) if isinstance(location, str | Path) else location
-    scale = options.pop("scale")
+    scale, waves = options.pop("scale"), options.pop("waves")
     try:
         frame, src = read_table(spec, table, **options)
     except InputError as exc:
@@ -832,7 +833,7 @@ def _load_table(
     )
     _release_memory(parsed.frame)
     problems = list(parsed.problems) + schema_problems(
-        table, parsed.frame, src.path, scale, unreadable=parsed.unreadable
+        table, parsed.frame, src.path, scale, waves=waves, unreadable=parsed.unreadable
     )
     if not spec.is_file:
         problems = _with_keys(problems, frame, table)
@@ -875,6 +876,7 @@ def load_programme(
     *,
     columns: dict[str, dict[str, str]] | None = None,
     scale: tuple[float, float] = (1, 5),
+    waves: Sequence[str] = WAVES,
     required_learner_columns: tuple[str, ...] = (),
     derived_learner_columns: tuple[str, ...] = (),
     unknown_learners: str = "exclude",
@@ -893,6 +895,9 @@ def load_programme(
         Per table, canonical column name -> the name in your export.
     scale : (min, max)
         The skill scale; levels outside it are errors.
+    waves : sequence of str
+        The assessment waves the skill assessments may name (``pre`` and ``post``, and any
+        waves in between); with more than two, every assessment needs ``assessed_on``.
     required_learner_columns : tuple of str
         Further learner columns the analysis needs (treatment, covariates, cluster).
     derived_learner_columns : tuple of str
@@ -937,7 +942,9 @@ def load_programme(
     files = {t: s for t, s in locations.items() if not isinstance(s, TableSpec) or s.is_file}
     check_input_size({t: getattr(s, "path", s) for t, s in files.items()}, limit=memory_limit)
     required = tuple(c for c in required_learner_columns if c not in derived)
-    frames, sources, problems = _read_all(locations, columns or {}, scale, required, tuple(derived))
+    frames, sources, problems = _read_all(
+        locations, columns or {}, (scale, tuple(waves)), required, tuple(derived)
+    )
     excluded: dict[str, dict[str, int]] = {}
     if len(frames) == len(locations):
         excluded = _exclude_unknown(frames) if unknown_learners == "exclude" else {}
@@ -974,7 +981,7 @@ def load_programme(
 def _read_all(
     locations: dict[str, Any],
     columns: dict[str, dict[str, str]],
-    scale: tuple[float, float],
+    scale_and_waves: tuple[tuple[float, float], tuple[str, ...]],
     required: tuple[str, ...],
     derived: tuple[str, ...],
 ) -> tuple[dict[str, pd.DataFrame], dict[str, SourceFile], list[Problem]]:
@@ -989,7 +996,8 @@ def _read_all(
             "columns": columns.get(table),
             "required": required if learner_table else (),
             "optional": derived if learner_table else (),
-            "scale": scale,
+            "scale": scale_and_waves[0],
+            "waves": scale_and_waves[1],
         }
         frame, src, found = _load_table(table, location, options)
         problems.extend(found)

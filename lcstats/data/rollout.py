@@ -11,7 +11,7 @@ Data-generating process (months ``t = 1..T``)
 Notation: ``expit(x) = 1 / (1 + exp(-x))``; ``z`` terms are standard normal.
 
 Timing
-    The window starts in ``start`` (month 1). Wave ``k`` (``k = 1..n_waves``) starts in month
+    The window starts in January 2025 (month 1, ``START``). Wave ``k`` (``k = 1..n_waves``) starts in month
     ``pre_periods + 1 + (k - 1) * wave_gap``; the window ends ``post_periods`` months after the
     last wave started (``as_of`` is the last day of month ``T``). So at least ``pre_periods``
     (>= 2) months precede the first wave.
@@ -36,14 +36,27 @@ Follow-through
     ``[0.01, 0.99]``. On-time items are completed between creation and due date; 40% of late
     items are completed within 60 days (never after ``as_of``), the others never.
 Skills
-    Two skills assessed before the first wave and at the end (levels 1-5, target 4), with a small
-    coaching effect; they are there so that the programme is complete, not for validation.
+    By default two skills assessed before the first wave and at the end (levels 1-5, target 4),
+    with a small coaching effect; they are there so that the programme is complete, not for
+    validation. With ``assessment_gap = a > 0`` the two skills are assessed every ``a`` months
+    from month 1 (on the 10th; waves ``pre``, ``mid1``, ..., ``post``; at least three) and the
+    skills gap is validated too: a learner's latent level in month ``t`` is
+    ``mu = 2 + 0.8 (level0 - 0.15) / 0.6 + 0.2 u + 0.6 (t - 1) / T + 0.1 tanh(z_team,t)
+    + SKILL_EFFECT min(1, (e + 1) / 3)`` (``level0`` the learner's untreated follow-through level,
+    so motivated learners start with smaller gaps; ``u`` uniform per learner and skill; the last
+    term from event month ``e >= 0``), the assessed level is ``floor(mu + v)`` with ``v``
+    uniform on [0, 1) (so that its expectation is exactly ``mu``; it stays within 1-5) and the
+    target is 5, so the expected gap is ``5 - mu``: trends in the gap are parallel, and coaching
+    narrows it by ``SKILL_EFFECT`` once it has built up.
 
 Truth (``truth["effects"]``, exact given the drawn items)
     ``estimand="simple"``: the estimand of the simple aggregation of the staggered estimator on the
     team x month panel (`lcstats.outcomes.panel.balanced_panel`): the average over the post cells
     ``(g, t)``, ``t >= g``, weighted by the number of teams in wave ``g``, of the average over the
     wave's teams of ``sum_i n_it tau_it / sum_i n_it`` (items due, pooled by team).
+    With ``assessment_gap``, ``outcome="skills_gap", estimand="simple"``: the estimand of the
+    simple aggregation on the team x wave panel (`lcstats.outcomes.panel.skills_gap_panel`),
+    ``-SKILL_EFFECT`` times the mean ramp over the post cells weighted by teams per wave.
     ``estimand="ATT"``: the effect on learner-level follow-through over all items due by
     ``as_of`` among the coached learners (what a cross-sectional comparison of coached and
     uncoached learners targets): the mean over coached learners of their items' ``tau`` (0 for
@@ -79,6 +92,10 @@ RAMP_MONTHS = 3
 LATE_COMPLETED_SHARE = 0.4
 LATE_MAX_DAYS = 60
 SKILLS = ("Planning", "Data literacy")
+START = "2025-01"  # the first month of the window
+SKILL_EFFECT = 0.4  # levels gained by the third month of coaching (assessment_gap > 0)
+SKILL_GROWTH = 0.6  # levels everyone gains over the window
+SKILL_DAY = 9  # days after the first of the month on which skills are assessed
 
 
 @dataclass(frozen=True)
@@ -96,6 +113,7 @@ class _Design:
     post_periods: int
     items_per_month: float
     start: pd.Period
+    assessment_gap: int = 0
 
     @property
     def n_months(self) -> int:
@@ -113,6 +131,19 @@ class _Design:
         return (first + (np.asarray(month) - 1)).astype("datetime64[D]")
 
     @property
+    def assessment_months(self) -> np.ndarray:
+        """The months skills are assessed in (``assessment_gap > 0``)."""
+        return np.arange(1, self.n_months + 1, max(self.assessment_gap, 1))
+
+    @property
+    def skill_waves(self) -> list[str]:
+        """The names of the assessment waves, in date order."""
+        if not self.assessment_gap:
+            return ["pre", "post"]
+        n = self.assessment_months.size
+        return ["pre", *(f"mid{k}" for k in range(1, n - 1)), "post"]
+
+    @property
     def as_of_day(self) -> np.datetime64:
         """Last day of the window."""
         return self.month_start(np.array(self.n_months + 1)) - np.timedelta64(1, "D")
@@ -121,6 +152,7 @@ class _Design:
 def _check(arguments: dict[str, Any]) -> _Design:
     """Validate the arguments (ValueError naming the first bad one)."""
     ints = {"n_teams": 4, "team_size": 1, "n_waves": 1, "pre_periods": 2, "wave_gap": 1}
+    ints["assessment_gap"] = 0
     for name, low in ints.items():
         value = arguments[name]
         if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
@@ -139,6 +171,11 @@ def _check(arguments: dict[str, Any]) -> _Design:
     if n_coached < design.n_waves:
         raise ValueError(
             f"{n_coached} coached teams cannot fill {design.n_waves} waves; add teams or waves"
+        )
+    if design.assessment_gap and design.assessment_months.size < 3:
+        raise ValueError(
+            f"assessment_gap={design.assessment_gap} gives {design.assessment_months.size} "
+            f"assessments in {design.n_months} months; at least three are needed (or use 0)"
         )
     return design
 
@@ -284,6 +321,58 @@ def _skills_table(
     return out.sort_values(["learner_id", "wave", "skill"], ascending=[True, False, True])
 
 
+def _skill_ramp(d: _Design, people: _People) -> np.ndarray:
+    """Learner x assessment share of the full skill effect (0 before coaching started)."""
+    wave = people.team_wave[people.team]
+    start = np.where(wave > 0, d.wave_months[np.maximum(wave, 1) - 1], d.n_months + 10**6)
+    event = d.assessment_months[None, :] - start[:, None]
+    return np.where(event >= 0, np.minimum(1.0, (event + 1) / RAMP_MONTHS), 0.0)
+
+
+def _skill_waves_table(
+    rng: np.random.Generator, d: _Design, people: _People, learner_id: np.ndarray
+) -> pd.DataFrame:
+    """Two skills assessed every ``assessment_gap`` months (see the module docstring)."""
+    n, k, months = people.team.size, len(SKILLS), d.assessment_months
+    base = 2.0 + 0.8 * (people.level - 0.15) / 0.6
+    mu = base[:, None, None] + 0.2 * rng.random((n, k, 1))
+    shock = 0.1 * np.tanh(rng.standard_normal((d.n_teams, months.size)))
+    mu = mu + (SKILL_GROWTH * (months - 1) / d.n_months + shock[people.team])[:, None, :]
+    mu = mu + SKILL_EFFECT * _skill_ramp(d, people)[:, None, :]
+    level = np.clip(np.floor(mu + rng.random(mu.shape)), 1, 5).astype(np.int64)
+    days = d.month_start(months) + np.timedelta64(SKILL_DAY, "D")
+    frames = [
+        pd.DataFrame(
+            {
+                "learner_id": pd.Series(learner_id, dtype="str"),
+                "skill": pd.Series([skill] * n, dtype="str"),
+                "wave": pd.Series([wave] * n, dtype="str"),
+                "assessed_on": _dates(np.full(n, days[t])),
+                "level": level[:, j, t],
+                "target_level": np.full(n, 5, dtype=np.int64),
+            }
+        )
+        for t, wave in enumerate(d.skill_waves)
+        for j, skill in enumerate(SKILLS)
+    ]
+    out = pd.concat(frames, ignore_index=True)
+    return out.sort_values(["learner_id", "assessed_on", "skill"], kind="stable")
+
+
+def _truth_skills(d: _Design, people: _People) -> float:
+    """The estimand of the simple aggregation on the team x wave skills-gap panel."""
+    months = d.assessment_months
+    values, weights = [], []
+    for k, start in enumerate(d.wave_months, start=1):
+        post = months >= start
+        teams = int((people.team_wave == k).sum())
+        if teams and post.any() and post.argmax() > 0:  # starts after the first assessment
+            ramp = np.minimum(1.0, (months[post] - start + 1) / RAMP_MONTHS)
+            values.append(-SKILL_EFFECT * ramp)
+            weights.append(np.full(ramp.size, teams))
+    return float(np.average(np.concatenate(values), weights=np.concatenate(weights)))
+
+
 def _truth_simple(d: _Design, people: _People, items: _Items) -> float:
     """The estimand of the simple aggregation on the balanced team x month panel."""
     team = people.team[items.owner]
@@ -325,7 +414,7 @@ def simulate_rollout(
     wave_gap: int = 3,
     post_periods: int = 4,
     items_per_month: float = 1.5,
-    start: str = "2025-01",
+    assessment_gap: int = 0,
 ) -> SimulatedProgramme:
     """Simulate a programme rolled out to teams in waves (see the module docstring).
 
@@ -350,15 +439,17 @@ def simulate_rollout(
         last wave started.
     items_per_month : float
         Mean number of items due per learner and month.
-    start : str
-        First month of the window, ``YYYY-MM``.
+    assessment_gap : int
+        Months between skill assessments (from month 1; at least three assessments); 0 assesses
+        before the first wave and at the end only.
 
     Returns
     -------
     SimulatedProgramme
         ``truth["effects"]`` holds the true ``simple`` (staggered, team x month) and ``ATT``
-        (cross-sectional, learner level) effects on follow-through; ``truth["rollout"]`` the
-        waves.
+        (cross-sectional, learner level) effects on follow-through (and, with
+        ``assessment_gap``, the ``simple`` effect on the skills gap); ``truth["rollout"]`` the
+        waves of coaching and of assessment (``skill_waves``).
 
     Examples
     --------
@@ -379,7 +470,8 @@ def simulate_rollout(
         "wave_gap": wave_gap,
         "post_periods": post_periods,
         "items_per_month": items_per_month,
-        "start": pd.Period(start, freq="M"),
+        "start": pd.Period(START, freq="M"),
+        "assessment_gap": assessment_gap,
     }
     d = _check({**arguments, "seed": seed})
     rng = np.random.default_rng(seed)
@@ -387,27 +479,32 @@ def simulate_rollout(
     items = _draw_items(rng, d, people)
     learner_id = _ids("L", people.team.size, 5)
     learners = _learner_table(d, people, rng)
+    if d.assessment_gap:
+        skills = _skill_waves_table(rng, d, people, learner_id)
+    else:
+        skills = _skills_table(rng, d, people, learner_id)
+    effects = [("follow_through", "simple", _truth_simple(d, people, items))]
+    effects.append(("follow_through", "ATT", _truth_att(people, items)))
+    if d.assessment_gap:
+        effects.append(("skills_gap", "simple", _truth_skills(d, people)))
     truth = {
         "seed": seed,
         "n_learners": int(people.team.size),
         "parameters": {**arguments, "start": str(d.start)},
         "effects": [
-            {"outcome": "follow_through", "treatment": "coached", "estimand": e, "value": v}
-            for e, v in (
-                ("simple", _truth_simple(d, people, items)),
-                ("ATT", _truth_att(people, items)),
-            )
+            {"outcome": o, "treatment": "coached", "estimand": e, "value": v} for o, e, v in effects
         ],
         "rollout": {
             "as_of": str(d.as_of_day),
             "period": "month",
             "waves": [str(d.start + int(m) - 1) for m in d.wave_months],
             "teams_per_wave": np.bincount(people.team_wave, minlength=d.n_waves + 1).tolist(),
+            "skill_waves": d.skill_waves,
         },
     }
     return SimulatedProgramme(
         learners=learners,
         action_items=_action_item_table(items, learner_id),
-        skill_assessments=_skills_table(rng, d, people, learner_id).reset_index(drop=True),
+        skill_assessments=skills.reset_index(drop=True),
         truth=truth,
     )

@@ -9,8 +9,10 @@
     effects (`lcstats.estimation.staggered`): how follow-through changed in teams that started
     coaching, against teams never (or not yet) coached. Its headline is the simple aggregation;
     the event study (effects by periods since coaching started, with a simultaneous band) and
-    the pre-trends test say how far to trust it. The skills gap, measured before and after only,
-    stays an adjusted comparison.
+    the pre-trends test say how far to trust it. Where skills were assessed in more than two
+    waves (``skill_waves``), the skills gap is estimated the same way on the team x wave panel
+    (`lcstats.outcomes.panel.skills_gap_panel`) and that is its headline; measured before and
+    after only, it stays an adjusted comparison.
 ``randomised``
     A randomised pilot: difference in means with Lin's covariate adjustment
     (`lcstats.estimation.randomised`), clustered when whole teams were assigned; the balance of
@@ -60,6 +62,8 @@ class DesignResult:
     staggered: StaggeredResult | None = None
     aggregates: dict[str, StaggeredAggregate] = field(default_factory=dict)
     panel: BalancedPanel | None = None
+    skills: StaggeredResult | None = None
+    skills_panel: BalancedPanel | None = None
     completion: CompletionCurves | None = None
     hazard: HazardRatio | None = None
     balance: Balance | None = None
@@ -214,14 +218,13 @@ def _rollout_problems(params: Params, programme: Programme, source: str) -> list
     return problems
 
 
-def _staggered(params: Params, programme: Programme) -> dict:
-    """The staggered fit, its four aggregations and the panel."""
+def _team_fit(params: Params, balanced: BalancedPanel, outcome: str) -> StaggeredResult:
+    """The staggered fit of an outcome on a balanced team panel."""
     from lcstats.estimation.staggered import staggered_att
 
-    balanced = _staggered_panel(params, programme)
-    result = staggered_att(
+    return staggered_att(
         balanced.data,
-        outcome="follow_through",
+        outcome=outcome,
         unit="team_id",
         time="time",
         group="group",
@@ -229,6 +232,13 @@ def _staggered(params: Params, programme: Programme) -> dict:
         method="dr",
         alpha=params.alpha,
     )
+
+
+def _staggered(params: Params, programme: Programme) -> dict:
+    """The staggered fit, its four aggregations and the panel."""
+
+    balanced = _staggered_panel(params, programme)
+    result = _team_fit(params, balanced, "follow_through")
     aggregates = {kind: result.aggregate(kind) for kind in AGGREGATIONS}
     return {
         "staggered": result,
@@ -236,6 +246,18 @@ def _staggered(params: Params, programme: Programme) -> dict:
         "panel": balanced,
         "estimates": (aggregates["simple"],),
     }
+
+
+def _staggered_skills(params: Params, programme: Programme) -> dict:
+    """The staggered fit of the skills gap over more than two assessment waves (none with two)."""
+    from lcstats.outcomes.panel import skills_gap_panel
+
+    assessed = programme.skill_assessments
+    if assessed.loc[assessed["level"].notna(), "wave"].nunique() <= 2:
+        return {}
+    balanced = skills_gap_panel(assessed, programme.learners, period=params.period)
+    result = _team_fit(params, balanced, "skills_gap")
+    return {"skills": result, "skills_panel": balanced, "skills_simple": result.aggregate("simple")}
 
 
 def _randomised(params: Params, outcomes: LearnerOutcomes, effects: EffectSet) -> dict:
@@ -296,6 +318,14 @@ def design_estimates(
     skipped: dict[str, str] = {}
     if params.design == "staggered":
         parts |= _staggered(params, programme)
+        try:
+            skills = _staggered_skills(params, programme)
+        except (EstimationError, ValueError) as exc:
+            skipped["the skills gap over assessment waves"] = str(exc)
+        else:
+            if skills:
+                parts["estimates"] += (skills.pop("skills_simple"),)
+                parts |= skills
     elif params.design == "randomised":
         parts |= _randomised(params, outcomes, effects)
     try:

@@ -192,7 +192,6 @@ class StaggeredAggregate(EffectEstimate):
             self.outcome, (f"increased {self.outcome}", f"decreased {self.outcome}")
         )
         what = NAMES.get(self.outcome, self.outcome)
-        ci = f"{self.confidence}% interval {format_interval(self.ci_low, self.ci_high, self.outcome)}"
         noun = _unit_noun(self.unit)
         who = f"in {noun} {'who' if noun == 'learners' else 'that'} started coaching"
         who += SCOPE[self.aggregation]
@@ -200,8 +199,11 @@ class StaggeredAggregate(EffectEstimate):
         if self.ci_low > 0 or self.ci_high < 0:
             verb = up if self.estimate > 0 else down
             size = format_effect(abs(self.estimate), self.outcome, signed=False)
+            low, high = sorted((abs(self.ci_low), abs(self.ci_high)))  # of the size quoted
+            ci = f"{self.confidence}% interval {format_interval(low, high, self.outcome)}"
             text = f"Coaching {verb} by about {size} ({ci}) {who}, {versus}"
         else:
+            ci = f"{self.confidence}% interval {format_interval(self.ci_low, self.ci_high, self.outcome)}"
             text = (
                 f"We cannot tell whether coaching changed {what} {who}, {versus}: the estimate is "
                 f"{format_effect(self.estimate, self.outcome)}, but the {ci} includes no effect"
@@ -958,7 +960,7 @@ def _study_rep(seed: int, simulate: dict) -> list[dict]:
     from lcstats.data.rollout import simulate_rollout
     from lcstats.estimation.effects import estimate_effect
     from lcstats.outcomes.learner import learner_outcomes
-    from lcstats.outcomes.panel import balanced_panel, follow_through_panel
+    from lcstats.outcomes.panel import balanced_panel, follow_through_panel, skills_gap_panel
 
     prog = simulate_rollout(seed=seed, **simulate)
     as_of = prog.truth["rollout"]["as_of"]
@@ -977,17 +979,24 @@ def _study_rep(seed: int, simulate: dict) -> list[dict]:
         estimand="ATT",
         cluster="team_id",
     )
+    fits = [
+        ("staggered simple", simple, "simple", res.pre_trend),
+        ("AIPW (ATT)", aipw, "ATT", None),
+    ]
+    if simulate.get("assessment_gap"):
+        skills = skills_gap_panel(prog.skill_assessments, prog.learners).data
+        res = staggered_att(
+            skills, outcome="skills_gap", unit="team_id", time="time", group="group"
+        )
+        fits.append(("staggered skills gap", res.aggregate("simple"), "simple", res.pre_trend))
     rows = []
-    for label, est, estimand in (
-        ("staggered simple", simple, "simple"),
-        ("AIPW (ATT)", aipw, "ATT"),
-    ):
-        truth = prog.effect("follow_through", estimand=estimand)
+    for label, est, estimand, pre_trend in fits:
+        truth = prog.effect(est.outcome, estimand=estimand)
         rows.append(
             {"seed": seed, "method": label, "truth": truth, "estimate": est.estimate}
             | {"std_error": est.std_error, "ci_low": est.ci_low, "ci_high": est.ci_high}
             | {"covered": bool(est.ci_low <= truth <= est.ci_high)}
-            | {"pre_trend_p": res.pre_trend.p_value if label.startswith("staggered") else np.nan}
+            | {"pre_trend_p": pre_trend.p_value if pre_trend is not None else np.nan}
         )
     return rows
 
@@ -998,7 +1007,9 @@ def rollout_study(n_programmes: int = 200, *, seed: int = 1, **simulate) -> pd.D
     For each programme: the staggered simple aggregation on the balanced team x month panel
     (never-coached comparison, no covariates) against ``truth`` ``simple``, and cross-sectional
     AIPW for the coached (ATT) on learner-level follow-through with the recorded covariates
-    (tenure, engagement, role; clustered by team) against ``truth`` ``ATT``.
+    (tenure, engagement, role; clustered by team) against ``truth`` ``ATT``. With an
+    ``assessment_gap``, also the staggered simple aggregation of the skills gap on the team x
+    wave panel against its ``simple`` truth.
 
     Parameters
     ----------

@@ -180,18 +180,20 @@ def _item_outcomes(items: pd.DataFrame, cutoff: pd.Timestamp) -> tuple[pd.DataFr
     return per_learner, TableQuality(len(items), len(used), reasons)
 
 
+def skill_gaps(sa: pd.DataFrame) -> pd.DataFrame:
+    """The skills gap ``max(0, target_level - level)`` of every assessed row (``level`` present):
+    ``learner_id``, ``wave``, ``assessed_on`` (when the table has it) and ``gap``."""
+    used = sa[sa["level"].notna()]
+    keep = [c for c in ("learner_id", "wave", "assessed_on") if c in used.columns]
+    return used[keep].assign(gap=(used["target_level"] - used["level"]).clip(lower=0))
+
+
 def _skills_gaps(sa: pd.DataFrame) -> tuple[pd.DataFrame, TableQuality]:
     """Per learner and wave, the mean skills gap and the number of skills assessed."""
     reasons = _counts([("level missing (not assessed)", sa["level"].isna())])
-    used = sa[sa["level"].notna()]
-    gap = (used["target_level"] - used["level"]).clip(lower=0)
-    gaps = (
-        pd.DataFrame({"learner_id": used["learner_id"], "wave": used["wave"], "gap": gap})
-        .groupby(["learner_id", "wave"], sort=True)["gap"]
-        .agg(["mean", "size"])
-        .unstack("wave")
-    )
-    return gaps, TableQuality(len(sa), len(used), reasons)
+    used = skill_gaps(sa)
+    gaps = used.groupby(["learner_id", "wave"], sort=True)["gap"].agg(["mean", "size"])
+    return gaps.unstack("wave"), TableQuality(len(sa), len(used), reasons)
 
 
 def _with_outcomes(

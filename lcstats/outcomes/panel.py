@@ -19,6 +19,14 @@ items a month most learners miss some month. Roll-outs are by team, so the recom
 team: `team_panel` pools a team's items in each period (follow-through = on-time items / items due
 of the whole team), and `balanced_panel` returns the team x period (or learner x period) panel
 with the units that miss a period dropped and counted.
+
+Skills gap over assessment waves
+--------------------------------
+Where skills were assessed in more than two waves, `skills_gap_panel` gives the team x wave panel
+of the mean skills gap (the learner gap of `lcstats.outcomes.learner`, averaged over the team's
+learners assessed in the wave). A wave's period is that of the median of its ``assessed_on``
+dates, and the waves are ordered by it; a team's coaching counts from the first wave assessed in
+or after the period its coaching started.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ __all__ = [
     "follow_through_panel",
     "period_label",
     "period_number",
+    "skills_gap_panel",
     "team_panel",
 ]
 
@@ -220,15 +229,25 @@ def team_panel(panel: pd.DataFrame) -> pd.DataFrame:
     ).reset_index()
     out["follow_through"] = (out["n_on_time"] / out["n_due"]).where(out["n_due"] > 0)
     if "group" in panel.columns:
-        starts = panel.groupby("team_id", sort=True)["group"].agg(["min", "max"])
-        mixed = starts.index[starts["min"] != starts["max"]]
-        if len(mixed):
-            raise ValueError(
-                f"{len(mixed)} teams have learners who started coaching in different periods "
-                f"(e.g. {', '.join(map(str, mixed[:5]))}); analyse the learner-level panel instead"
-            )
-        out["group"] = out["team_id"].map(starts["min"]).astype("int64")
+        out["group"] = _team_groups(panel, "analyse the learner-level panel instead")[
+            out["team_id"]
+        ].to_numpy()
     return out
+
+
+def _team_groups(rows: pd.DataFrame, hint: str) -> pd.Series:
+    """The period each team started coaching (``group`` of its learners' rows), by team_id.
+
+    Raises a ValueError (ending with `hint`) when a team's learners started in different periods.
+    """
+    starts = rows.groupby("team_id", sort=True)["group"].agg(["min", "max"])
+    mixed = starts.index[starts["min"] != starts["max"]]
+    if len(mixed):
+        raise ValueError(
+            f"{len(mixed)} teams have learners who started coaching in different periods "
+            f"(e.g. {', '.join(map(str, mixed[:5]))}); {hint}"
+        )
+    return starts["min"].astype("int64")
 
 
 @dataclass(frozen=True)
@@ -245,6 +264,8 @@ class BalancedPanel:
         Units kept, and units dropped because some period had no item due.
     n_periods : int
         Number of periods.
+    gap : str
+        What a dropped unit missed.
     """
 
     data: pd.DataFrame
@@ -252,13 +273,14 @@ class BalancedPanel:
     n_units: int
     n_dropped: int
     n_periods: int
+    gap: str = "some period had no action item due"
 
     def summary(self) -> str:
         """One line: units kept and dropped (returned, not printed)."""
         noun = "teams" if self.unit == "team_id" else "learners"
         return (
             f"{self.n_units} {noun} x {self.n_periods} periods; {self.n_dropped} {noun} dropped "
-            "because some period had no action item due"
+            f"because {self.gap}"
         )
 
     def __repr__(self) -> str:
@@ -304,4 +326,106 @@ def balanced_panel(panel: pd.DataFrame, *, level: PanelLevel = "team") -> Balanc
         n_units=int(kept[unit].nunique()),
         n_dropped=int(len(empty)),
         n_periods=int(data["time"].nunique()),
+    )
+
+
+def _wave_periods(gaps: pd.DataFrame, period: Period) -> pd.Series:
+    """The period number of each wave (of its median assessment date), in date order.
+
+    Raises a ValueError for fewer than three waves, or two waves in the same period.
+    """
+    dates = gaps.groupby("wave", sort=True)["assessed_on"].median().sort_values()
+    if len(dates) < 3:
+        raise ValueError(
+            f"skills were assessed in {len(dates)} wave(s) ({', '.join(dates.index)}): "
+            "the skills gap over waves needs at least three"
+        )
+    numbers = period_number(dates.reset_index(drop=True), period)
+    numbers.index = dates.index
+    shared = numbers[numbers.duplicated(keep=False)]
+    if len(shared):
+        raise ValueError(
+            f"assessment waves {', '.join(shared.index)} fall in the same {period} "
+            f"({period_label(int(shared.iloc[0]), period)}); use period: month, or merge the waves"
+        )
+    return numbers
+
+
+def skills_gap_panel(
+    skill_assessments: pd.DataFrame, learners: pd.DataFrame, *, period: Period = "month"
+) -> BalancedPanel:
+    """The team x assessment-wave panel of the skills gap, for a roll-out (see the module
+    docstring).
+
+    Parameters
+    ----------
+    skill_assessments : DataFrame
+        The validated ``skill_assessments`` table (``assessed_on`` in every row); rows without
+        a level (not assessed) are not used.
+    learners : DataFrame
+        The validated ``learners`` table with ``team_id`` and ``coached_from``.
+    period : {"month", "quarter"}
+        The period that places each wave and each team's start of coaching.
+
+    Returns
+    -------
+    BalancedPanel
+        Rows ``team_id``, ``wave``, ``period``, ``time`` (the wave's period number),
+        ``n_learners`` (assessed), ``skills_gap`` and ``group`` (the period coaching started,
+        0 for never); teams with no learner assessed in some wave are dropped and counted.
+
+    Raises
+    ------
+    ValueError
+        Fewer than three waves, two waves in one period, or a team whose learners started
+        coaching in different periods.
+
+    Examples
+    --------
+    >>> sa = pd.DataFrame({"learner_id": ["a", "a", "a", "b", "b", "b"],
+    ...     "wave": ["pre", "mid", "post"] * 2, "level": [2.0, 3, 4, 2, 2, 3],
+    ...     "target_level": [4.0] * 6,
+    ...     "assessed_on": pd.to_datetime(["2025-01-10", "2025-04-10", "2025-07-10"] * 2)})
+    >>> people = pd.DataFrame({"learner_id": ["a", "b"], "team_id": ["T", "U"],
+    ...     "coached_from": pd.to_datetime(["2025-03-01", None])})
+    >>> skills_gap_panel(sa, people).data[["team_id", "wave", "skills_gap", "group"]]
+      team_id  wave  skills_gap  group
+    0       T   pre         2.0  24303
+    1       T   mid         1.0  24303
+    2       T  post         0.0  24303
+    3       U   pre         2.0      0
+    4       U   mid         2.0      0
+    5       U  post         1.0      0
+    """
+    from lcstats.outcomes.learner import skill_gaps
+
+    check_choice("period", period, PERIODS)
+    if "coached_from" not in learners.columns:
+        raise ValueError("the learners table has no coached_from: when did each team start?")
+    gaps = skill_gaps(skill_assessments)
+    times = _wave_periods(gaps, period)
+    per_learner = gaps.groupby(["learner_id", "wave"], sort=False)["gap"].mean().reset_index()
+    people = learners[["learner_id", "team_id"]].assign(
+        group=_cohort_groups(learners, period).to_numpy()
+    )
+    rows = per_learner.merge(people, on="learner_id", how="inner", validate="many_to_one")
+    out = (
+        rows.groupby(["team_id", "wave"], sort=False)
+        .agg(n_learners=("learner_id", "size"), skills_gap=("gap", "mean"))
+        .reset_index()
+    )
+    out["time"] = out["wave"].map(times).astype("int64")
+    out["period"] = out["time"].map(lambda t: period_label(t, period))
+    starts = _team_groups(people, "the skills gap is compared by team")
+    out["group"] = starts[out["team_id"]].to_numpy()
+    n_waves = out.groupby("team_id")["wave"].transform("size")
+    kept = out[n_waves == len(times)].sort_values(["team_id", "time"]).reset_index(drop=True)
+    columns = ["team_id", "wave", "period", "time", "n_learners", "skills_gap", "group"]
+    return BalancedPanel(
+        data=kept[columns],
+        unit="team_id",
+        n_units=int(kept["team_id"].nunique()),
+        n_dropped=int(out["team_id"].nunique() - kept["team_id"].nunique()),
+        n_periods=len(times),
+        gap="some assessment wave had no learner of theirs assessed",
     )

@@ -550,7 +550,9 @@ def _effects_section(
     }
 
 
-def _how_sure_section(params: Params, diag: Diagnostics, table: _Tables) -> dict[str, Any]:
+def _how_sure_section(
+    params: Params, diag: Diagnostics, table: _Tables, design: DesignResult | None = None
+) -> dict[str, Any]:
     """How sure we are: balance and overlap, sensitivity (E-values), limitations."""
     fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH, 0.32 * len(diag.balance.wide()) + 2.6))
     plots.love_plot(diag.balance, ax=axes[0], title="Balance before and after weighting")
@@ -577,7 +579,11 @@ def _how_sure_section(params: Params, diag: Diagnostics, table: _Tables) -> dict
         "overlap_reading": diag.overlap.reading(),
         "evalues": table(evalue_rows, numeric=("E-value (estimate)", "E-value (interval limit)")),
         "evalue_readings": [ev.reading() for ev in evalues.values()],
-        "limitations": _limitations(params, diag),
+        "limitations": _limitations(params, diag)
+        + [
+            f"Not estimated: {what}: {why}."
+            for what, why in (design.skipped if design else {}).items()
+        ],
     }
 
 
@@ -686,6 +692,18 @@ def _provenance_section(programme: Programme, table: _Tables, run_id: str) -> di
     }
 
 
+def _rollout_skills(design: DesignResult) -> dict[str, Any] | None:
+    """The skills gap over more than two assessment waves, in words (None when not estimated)."""
+    if design.skills is None:
+        return None
+    simple = next(e for e in design.estimates if e.outcome == "skills_gap")
+    return {
+        "reading": simple.reading(),
+        "waves": design.skills_panel.n_periods if design.skills_panel else None,
+        "notes": list(design.skills.notes),
+    }
+
+
 def _design_section(design: DesignResult | None, table: _Tables) -> dict[str, Any]:
     """The design in one sentence; a roll-out's event study; the time to follow-through; a
     randomised pilot's balance check."""
@@ -712,6 +730,7 @@ def _design_section(design: DesignResult | None, table: _Tables) -> dict[str, An
                 "Chart of the effect of coaching on follow-through by periods since a team started coaching, with intervals and a simultaneous band",
             ),
             "notes": list(design.staggered.notes),
+            "skills": _rollout_skills(design),
         }
     if design.hazard is not None:
         out["timing"] = {
@@ -761,7 +780,7 @@ def build_report(
         "follow": follow,
         "skills": skills,
         "effects": _effects_section(effects, diagnostics, headlines, table, confidence),
-        "sure": _how_sure_section(params, diagnostics, table),
+        "sure": _how_sure_section(params, diagnostics, table, design),
         "learn": _learners_section(outcomes, params, table),
         **_design_section(design, table),
         "value": {"readings": value.readings()} if value is not None else None,

@@ -105,6 +105,14 @@ def _design_block(design: DesignResult) -> dict[str, Any]:
             "aggregations": {k: _records(a.by_level) for k, a in design.aggregates.items()},
             "notes": list(s.notes),
         }
+    if design.skills is not None:
+        s = design.skills
+        block["staggered_skills_gap"] = {
+            "att_gt": _records(s.att_gt),
+            "pre_trend": s.pre_trend.as_dict() if s.pre_trend else None,
+            "panel": design.skills_panel.summary() if design.skills_panel else None,
+            "notes": list(s.notes),
+        }
     if design.hazard is not None:
         block["time_to_follow_through"] = {
             "hazard_ratio": design.hazard.as_dict(),
