@@ -137,6 +137,13 @@ def test_skill_waves_are_normalised_and_must_include_pre_and_post():
     assert "distinct, non-empty wave names" in p.message
 
 
+def test_hazard_max_items_is_a_number_of_items_or_null():
+    assert parse_params(BASE).hazard_max_items == 200_000
+    assert parse_params({**BASE, "hazard_max_items": None}).hazard_max_items is None
+    p = only(problems_of(hazard_max_items=10))
+    assert "parameter 'hazard_max_items'" in p.message and "at least 1000" in p.message
+
+
 def test_unquoted_yaml_date_is_accepted_and_normalised(tmp_path):
     path = write_yaml(
         tmp_path / "p.yaml",

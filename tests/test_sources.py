@@ -502,8 +502,14 @@ def test_typed_values_are_written_as_a_careful_csv_export_would():
 def test_the_rows_fingerprint_ignores_row_order(small_programme_dir):
     prog = csv_programme(small_programme_dir)
     shuffled = prog.action_items.sample(frac=1, random_state=1)
-    assert table_fingerprint(shuffled, "action_items") == table_fingerprint(
-        prog.action_items, "action_items"
-    )
+    assert table_fingerprint(shuffled) == table_fingerprint(prog.action_items)
+    assert table_fingerprint(prog.action_items) == prog.sources["action_items"].fingerprint
     changed = prog.action_items.assign(due_on=prog.action_items["due_on"] + pd.Timedelta(days=1))
-    assert table_fingerprint(changed, "action_items") != prog.sources["action_items"].fingerprint
+    assert table_fingerprint(changed) != prog.sources["action_items"].fingerprint
+    # a value moved to another row changes it, though every column keeps its values
+    swapped = prog.action_items.copy()
+    swapped.loc[swapped.index[:2], "due_on"] = swapped["due_on"].iloc[[1, 0]].to_numpy()
+    assert swapped["due_on"].iloc[0] != prog.action_items["due_on"].iloc[0]
+    assert table_fingerprint(swapped) != table_fingerprint(prog.action_items)
+    renamed = prog.action_items.rename(columns={"item_id": "id"})
+    assert table_fingerprint(renamed) != table_fingerprint(prog.action_items)

@@ -16,6 +16,7 @@ from lcstats.estimation.survival import (
     completion_curves,
     completion_hazard,
     completion_times,
+    sample_units,
     weighted_km,
 )
 
@@ -70,6 +71,12 @@ def test_completion_times_are_censored_at_the_as_of_date():
     assert out["days"].tolist() == [3, 31, 36]  # item 2 was done after the as-of date: censored
     assert out["completed"].tolist() == [1, 0, 0]
     assert out["team_id"].tolist() == ["T", "T", "U"]
+    # only the learner columns asked for; items of unknown learners are left out
+    some = completion_times(items, learners.iloc[[1]], as_of="2025-02-10", columns=["coached"])
+    assert some.columns.tolist() == ["learner_id", "item_id", "days", "completed", "coached"]
+    assert some["item_id"].tolist() == ["3"] and some["coached"].tolist() == [0]
+    with pytest.raises(ValueError, match="column\\(s\\) tenure not in the learners table"):
+        completion_times(items, learners, as_of="2025-02-10", columns=["tenure"])
 
 
 def test_cox_recovers_a_known_hazard_ratio(rng):
@@ -113,6 +120,32 @@ def test_fast_cluster_covariance_equals_statsmodels_robust_covariance(rng):
     params = model.fit(groups=groups).params  # statsmodels keeps the groups on the model
     ours = cluster_covariance(model, params, groups)
     np.testing.assert_allclose(ours, model.robust_covariance(params), rtol=1e-9, atol=1e-14)
+
+
+def test_a_cox_model_on_many_items_is_fitted_on_whole_teams_drawn_at_random(rng):
+    items = _items(rng, n_learners=3000, hazard_ratio=1.5)  # 12,000 items in 300 teams
+    full = completion_hazard(items, covariates=["x"])
+    assert completion_hazard(items, covariates=["x"], max_items=12_000) == full  # not above
+    hr = completion_hazard(items, covariates=["x"], max_items=4_000)
+    assert 4_000 <= hr.n_items < 4_040 and hr.n_clusters == hr.n_items // 40
+    assert hr.notes == (
+        f"fitted on {hr.n_clusters} of 300 teams drawn at random ({hr.n_items:,} of 12,000 "
+        "items) to bound the run time; the interval is that of this sample",
+    )
+    assert hr.as_dict()["notes"] == list(hr.notes)
+    assert hr.ci_low < 1.5 < hr.ci_high and hr.std_error > full.std_error
+    # the same draw whatever the order of the rows; whole teams
+    shuffled = completion_hazard(
+        items.sample(frac=1, random_state=3), covariates=["x"], max_items=4_000
+    )
+    assert shuffled.log_hr == pytest.approx(hr.log_hr, rel=1e-9)
+    kept, _ = sample_units(items, "team_id", 4_000)
+    sizes = items["team_id"].value_counts()
+    assert (kept["team_id"].value_counts() == sizes[kept["team_id"].unique()]).all()
+    learners, note = sample_units(items, "learner_id", 4_000)  # no cluster: learners
+    assert "of 3,000 learners drawn at random" in note and len(learners) == 4_000
+    with pytest.raises(ValueError, match="at least 1"):
+        sample_units(items, "team_id", 0)
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ unknown_learners: str = "exclude"  # rows naming learners absent from the learne
 costs = None  # None, or {per_session, per_learner, currency[, value_per_follow_through, value_per_skill_point]}
 design: str = "observational"  # observational (adjust for covariates), staggered (teams coached in waves) or randomised
 period: str = "month"  # staggered: period of the follow-through panel (month or quarter)
+hazard_max_items = 200_000  # None, or at most this many action items in the Cox model (whole teams drawn at random)
 control_group: str = "never_treated"  # staggered: compare with teams never_treated or not_yet_treated
 columns: dict = {}  # per table, canonical column name -> the column's name in your export
 treatment: str = "coached"  # 0/1 column of the learners table: who was coached

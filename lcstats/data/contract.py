@@ -640,6 +640,22 @@ def schema_problems(
     return problems
 
 
+def positions(values: pd.Series, keys: pd.Series) -> np.ndarray:
+    """The position of each value in `keys` (unique), -1 where it is absent.
+
+    The distinct values are looked up once (a learner id repeated on every item of a learner
+    is found once): much cheaper than ``values.map(...)`` on millions of rows of text.
+
+    Examples
+    --------
+    >>> positions(pd.Series(["b", "a", "b", "z"]), pd.Series(["a", "b"])).tolist()
+    [1, 0, 1, -1]
+    """
+    codes, distinct = pd.factorize(values)
+    found = pd.Index(keys).get_indexer(distinct)
+    return np.where(codes >= 0, found[codes], -1)
+
+
 def is_in(values: pd.Series, known: pd.Series) -> np.ndarray:
     """``values.isin(set(known))`` as a boolean array; by pyarrow when both hold text.
 

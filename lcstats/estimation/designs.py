@@ -290,7 +290,8 @@ def _timing(params: Params, programme: Programme) -> dict:
 
     learners = programme.learners
     covariates = [c for c in params.covariates if c in learners]
-    items = completion_times(programme.action_items, learners, as_of=params.as_of)
+    used = [params.treatment, *covariates, *([params.cluster] if params.cluster else [])]
+    items = completion_times(programme.action_items, learners, as_of=params.as_of, columns=used)
     items = items.dropna(subset=[params.treatment, *covariates])
     curves = completion_curves(items, treatment=params.treatment, covariates=covariates)
     hazard = completion_hazard(
@@ -299,6 +300,7 @@ def _timing(params: Params, programme: Programme) -> dict:
         covariates=covariates,
         cluster=params.cluster,
         alpha=params.alpha,
+        max_items=params.hazard_max_items,
     )
     return {"completion": curves, "hazard": hazard}
 

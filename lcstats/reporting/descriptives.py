@@ -14,6 +14,7 @@ from scipy import stats
 from statsmodels.duration.survfunc import SurvfuncRight
 
 from lcstats.core.display import summary_html
+from lcstats.data.contract import positions
 from lcstats.data.load import Programme
 from lcstats.outcomes.learner import LearnerOutcomes
 from lcstats.reporting.privacy import suppress_counts
@@ -125,8 +126,10 @@ def completion_curves(
     cutoff = pd.Timestamp(outcomes.as_of)
     items = programme.action_items
     items = items[(items["created_on"] <= cutoff) & (items["due_on"] <= cutoff)]
-    flag = outcomes.data.set_index("learner_id")[treatment]
-    groups = items["learner_id"].map(flag).map(GROUP)
+    data = outcomes.data
+    row = positions(items["learner_id"], data["learner_id"])
+    flag = data[treatment].to_numpy(dtype=float, na_value=np.nan)
+    groups = pd.Series(np.where(row >= 0, flag[row], np.nan), index=items.index).map(GROUP)
     done = items["completed_on"].notna() & (items["completed_on"] <= cutoff)
     end = items["completed_on"].where(done, cutoff)
     days = (end - items["created_on"]).dt.days.clip(lower=0).astype(float) + 0.5
@@ -163,13 +166,15 @@ def skill_gaps_by_role(programme: Programme, *, min_group_size: int, by: str = "
     """Mean of max(0, target - level) by role x skill x wave; cells under the minimum hidden."""
     sa = programme.skill_assessments
     sa = sa[sa["level"].notna()]
-    roles = programme.learners.set_index("learner_id")[by].astype(str)
+    learners = programme.learners
+    row = positions(sa["learner_id"], learners["learner_id"])
+    roles = learners[by].astype(str).take(np.maximum(row, 0)).where(row >= 0)
     frame = pd.DataFrame(
         {
-            by: sa["learner_id"].map(roles),
-            "skill": sa["skill"].astype(str),
-            "wave": sa["wave"],
-            "gap": (sa["target_level"] - sa["level"]).clip(lower=0),
+            by: roles.to_numpy(),
+            "skill": sa["skill"].to_numpy(),
+            "wave": sa["wave"].to_numpy(),
+            "gap": (sa["target_level"] - sa["level"]).clip(lower=0).to_numpy(),
         }
     )
     grid = (

@@ -352,7 +352,7 @@ def _programme_section(
 ) -> tuple[dict[str, Any], int]:
     """The programme and who was coached, by cohort and by role; and the cells hidden."""
     breakdowns, hidden = [], 0
-    heights = [plots.bars_height(data[by].dropna()) for by in ("cohort", "role")]
+    heights = [plots.bars_height(data[by].dropna().unique()) for by in ("cohort", "role")]
     fig, axes = plt.subplots(2, 1, figsize=(FULL_WIDTH, sum(heights) + 0.6), height_ratios=heights)
     for ax, by in zip(axes, ("cohort", "role"), strict=True):
         frame, n_hidden = _learner_counts(data, by, params.treatment, params.min_group_size)
@@ -735,6 +735,7 @@ def _design_section(design: DesignResult | None, table: _Tables) -> dict[str, An
     if design.hazard is not None:
         out["timing"] = {
             "reading": design.hazard.reading(),
+            "notes": list(design.hazard.notes),
             "figure": _figure(
                 plots.adjusted_completion_plot(design.completion),
                 "Step chart of the share of action items completed by days since they were set, coached and not, weighted for the recorded characteristics",

@@ -20,7 +20,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +72,8 @@ from lcstats.running.watchdog import Watchdog
 sys.modules.setdefault("rfc3987_syntax", None)
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from lcstats.data.load import Programme
     from lcstats.params import Params
 
@@ -131,23 +133,28 @@ ID_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+\-]*[A-Za-z0-9]|[A-Za-z0-9]")
 DATA_URI = re.compile(r"data:[a-z/+]+;base64,[A-Za-z0-9+/=]+")
 
 
-def identifier_leaks(report_html: str, identifiers: set[str]) -> list[str]:
+def identifier_leaks(report_html: str, identifiers: Iterable[str] | pd.Series) -> list[str]:
     """Identifiers (learner ids, manager ids) that appear as whole words in a report's text.
 
     Matching ignores case; e-mail addresses count as one word, and identifiers containing spaces
     (names) are searched as plain text. Images (data URIs) are skipped. Identifiers shorter than 3
     characters or made only of digits cannot be told apart from numbers and are not searched.
+    The report's words are looked up among the identifiers (a million take about 0.5 s).
     """
-    searchable = {
-        i.strip().casefold(): i
-        for i in identifiers
-        if len(i.strip()) >= 3 and not i.strip().isdigit()
-    }
+    import pandas as pd
+
+    ids = pd.Series(list(identifiers) if not isinstance(identifiers, pd.Series) else identifiers)
+    ids = ids.astype("str")
+    keys = ids.str.strip().str.casefold()
+    searchable = (keys.str.len() >= 3) & ~keys.str.isdigit()
+    ids, keys = ids[searchable], keys[searchable]
     text = html.unescape(DATA_URI.sub(" ", report_html))
     tokens = {t.casefold() for t in ID_TOKEN.findall(text)}
-    found = {searchable[t] for t in tokens & set(searchable)}
+    found = set(ids[keys.isin(tokens)])
     # identifiers with spaces (names) are looked for as plain text
-    found |= {i for key, i in searchable.items() if " " in key and key in text.casefold()}
+    spaced = keys.str.contains(" ", regex=False)
+    lowered = text.casefold()
+    found |= {i for key, i in zip(keys[spaced], ids[spaced], strict=True) if key in lowered}
     return sorted(found)
 
 
@@ -164,10 +171,12 @@ def preflight(params: Params) -> tuple[dict[str, str], Programme]:
     return input_hashes(programme), programme
 
 
-def _identifiers(programme: Programme) -> set[str]:
+def _identifiers(programme: Programme) -> pd.Series:
     """Learner and manager ids: what the privacy gate looks for in the report."""
+    import pandas as pd
+
     learners = programme.learners
-    return set(learners["learner_id"].astype(str)) | set(learners["manager_id"].astype(str))
+    return pd.concat([learners["learner_id"], learners["manager_id"].drop_duplicates()])
 
 
 def _tables_bytes(programme: Programme) -> int:
@@ -517,7 +526,7 @@ class Attempt:
         """nbclient's hook: remember which cell is running (for failure messages)."""
         self.cell_index = cell_index
 
-    def _check_report(self, report: Path, ids: set[str]) -> None:
+    def _check_report(self, report: Path, ids: pd.Series) -> None:
         """The notebook wrote a report and it shows no identifier (the privacy gate)."""
         if not report.is_file():
             raise LcstatsError("the notebook finished without writing report.html")
