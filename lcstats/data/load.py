@@ -458,8 +458,13 @@ def _release_memory(frame: pd.DataFrame) -> None:
     Small tables are skipped: a collection takes some 40 ms, longer than their whole load.
     """
     if frame.size >= RELEASE_AFTER_VALUES:
-        gc.collect()
-        pa.default_memory_pool().release_unused()
+        release_memory()
+
+
+def release_memory() -> None:
+    """Collect reference cycles and hand pyarrow's freed memory back to the system."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()
 
 
 def _drop_blank_rows(frame: pd.DataFrame) -> pd.DataFrame:

@@ -171,10 +171,10 @@ def skill_gaps_by_role(programme: Programme, *, min_group_size: int, by: str = "
     roles = learners[by].astype(str).take(np.maximum(row, 0)).where(row >= 0)
     frame = pd.DataFrame(
         {
-            by: roles.to_numpy(),
-            "skill": sa["skill"].to_numpy(),
-            "wave": sa["wave"].to_numpy(),
-            "gap": (sa["target_level"] - sa["level"]).clip(lower=0).to_numpy(),
+            by: roles.set_axis(sa.index),
+            "skill": sa["skill"],
+            "wave": sa["wave"],
+            "gap": (sa["target_level"] - sa["level"]).clip(lower=0),
         }
     )
     grid = (

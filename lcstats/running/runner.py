@@ -372,7 +372,9 @@ class Attempt:
         )
         self.folder = new_run_folder(eval_root, self.started, tag.hexdigest())
         self._record("running", "")
-        return self._finish(self._execute(programme, need), need)
+        held = [programme]  # the only reference: `_execute` frees the tables once handed over
+        del programme
+        return self._finish(self._execute(held, need), need)
 
     def _write_failed(self, exc: OSError) -> RunOutcome:
         """A file or folder of the run could not be written: remove the run's folder, say why."""
@@ -443,10 +445,18 @@ class Attempt:
         message = f"unchanged since run {last.run_id}"
         return RunOutcome(self._name(), "skipped", EXIT_OK, run_dir, message, self._elapsed())
 
-    def _execute(self, programme: Programme, need: int) -> Failure | None:
-        """Hand the tables over and run the notebook; a `Failure` when anything stops it."""
+    def _execute(self, held: list[Programme], need: int) -> Failure | None:
+        """Hand the tables over and run the notebook; a `Failure` when anything stops it.
+
+        `held` holds the only reference to the validated tables: they are freed (and the memory
+        handed back) before the notebook runs, so that the data are in memory once, in the
+        kernel.
+        """
         staging = self.folder.staging
         handover = staging / HANDOVER_FILE
+        from lcstats.data.load import release_memory
+
+        programme = held.pop()
         ids = _identifiers(programme)
         watchdog = Watchdog(self.kernel)
         try:
@@ -456,6 +466,7 @@ class Attempt:
             cause = disk_full_message(self.root, need=need) if is_disk_full(exc) else str(exc)
             return Failure("failed", EXIT_FAILED, HANDING_OVER, cause, discard=True)
         del programme  # the kernel reads its own copy: one copy of the data in memory
+        release_memory()
         try:
             with watchdog:
                 self._papermill(staging, handover, cell_limit=self.limits[1])
