@@ -169,23 +169,29 @@ def test_the_cli_frees_its_tables_before_the_notebook_runs(
     """The kernel reads its own copy: the run's process must not hold a second one meanwhile
     (at 1M learners that halved the peak memory of the run)."""
     import gc
+    import weakref
 
-    from lcstats.data.load import Programme
-    from lcstats.running.runner import Attempt
+    from lcstats.running import runner
 
-    alive = []
-    papermill = Attempt._papermill
+    tables, alive = [], []
+    preflight, papermill = runner.preflight, runner.Attempt._papermill
+
+    def watched_preflight(params):
+        hashes, programme = preflight(params)
+        tables.append(weakref.ref(programme))
+        return hashes, programme
 
     def counting(self, *args, **kwargs):
         gc.collect()
-        alive.append(sum(isinstance(o, Programme) for o in gc.get_objects()))
+        alive.append([ref() is not None for ref in tables])
         return papermill(self, *args, **kwargs)
 
-    monkeypatch.setattr(Attempt, "_papermill", counting)
+    monkeypatch.setattr(runner, "preflight", watched_preflight)
+    monkeypatch.setattr(runner.Attempt, "_papermill", counting)
     params = write_params(tmp_path / "small.yaml", small_programme_dir, evaluation="small")
     outcome = run_evaluation(params, output_dir=tmp_path / "reports")
     assert outcome.status == "succeeded", outcome.message
-    assert alive == [0]
+    assert alive == [[False]]
 
 
 def test_identifier_leaks_finds_whole_words_only():
