@@ -75,6 +75,10 @@ def test_skills_assessed_in_five_waves_are_compared_over_the_waves_too(rollout_r
     block = doc["design"]["staggered_skills_gap"]
     assert {r["time"] for r in block["att_gt"]} and block["pre_trend"]["df"] >= 1
     assert block["panel"].startswith("60 teams x 5 periods")
+    # the learner-level gaps use pre and post; the rows between are counted, not hidden
+    quality = doc["data_quality"]["skill_assessments"]
+    between = "in a wave between pre and post (used only by the roll-out's skills-gap panel)"
+    assert quality["excluded"][between] == 3 * 600 * 2  # mid1-mid3, 600 learners, 2 skills
     html = (rollout_run / "report.html").read_text()
     assert "Skills gaps over 5 assessment waves" in html
     words = r"narrowed the skills gap by about 0\.\d\d points \(95% interval 0\.\d\d to 0\.\d\d points\)"
@@ -118,6 +122,10 @@ def test_skills_before_and_after_only_stay_an_adjusted_comparison(tmp_path, roll
     design = _design_of(tmp_path, frames, skill_waves=["pre", "post"])
     assert design.skills is None and not design.skipped
     assert [e.outcome for e in design.estimates] == ["follow_through"]
+    # more waves declared than the data hold: said, not silently dropped
+    declared = _design_of(tmp_path, frames)
+    reason = declared.skipped["the skills gap over assessment waves"]
+    assert "skills were assessed in 2 wave(s) (pre, post)" in reason
 
 
 def test_skills_waves_that_cannot_be_compared_are_skipped_with_the_reason(tmp_path, rollout_data):

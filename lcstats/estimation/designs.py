@@ -249,12 +249,13 @@ def _staggered(params: Params, programme: Programme) -> dict:
 
 
 def _staggered_skills(params: Params, programme: Programme) -> dict:
-    """The staggered fit of the skills gap over more than two assessment waves (none with two)."""
+    """The staggered fit of the skills gap when more than two assessment waves are declared
+    (``skill_waves``; none with two). ValueError when the data hold fewer than three."""
     from lcstats.outcomes.panel import skills_gap_panel
 
-    assessed = programme.skill_assessments
-    if assessed.loc[assessed["level"].notna(), "wave"].nunique() <= 2:
+    if len(params.skill_waves) <= 2:
         return {}
+    assessed = programme.skill_assessments
     balanced = skills_gap_panel(assessed, programme.learners, period=params.period)
     result = _team_fit(params, balanced, "skills_gap")
     return {"skills": result, "skills_panel": balanced, "skills_simple": result.aggregate("simple")}

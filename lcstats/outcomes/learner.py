@@ -16,6 +16,8 @@ import pandas as pd
 from lcstats.core.display import summary_html, table_html
 from lcstats.data.load import Programme
 
+# assessments in waves between pre and post: only a staggered design's skills-gap panel uses them
+BETWEEN_WAVES = "in a wave between pre and post (used only by the roll-out's skills-gap panel)"
 OUTCOME_COLUMNS = (
     "n_items",
     "follow_through",
@@ -190,8 +192,14 @@ def skill_gaps(sa: pd.DataFrame) -> pd.DataFrame:
 
 def _skills_gaps(sa: pd.DataFrame) -> tuple[pd.DataFrame, TableQuality]:
     """Per learner and wave, the mean skills gap and the number of skills assessed."""
-    reasons = _counts([("level missing (not assessed)", sa["level"].isna())])
-    used = skill_gaps(sa)
+    between = ~sa["wave"].isin(["pre", "post"])
+    reasons = _counts(
+        [
+            ("level missing (not assessed)", sa["level"].isna()),
+            (BETWEEN_WAVES, between),
+        ]
+    )
+    used = skill_gaps(sa[~between.to_numpy()])
     gaps = used.groupby(["learner_id", "wave"], sort=True)["gap"].agg(["mean", "size"])
     return gaps.unstack("wave"), TableQuality(len(sa), len(used), reasons)
 
