@@ -794,6 +794,13 @@ def _nuisance(theta: np.ndarray, x: np.ndarray):
     return e, x @ theta[k : 2 * k], x @ theta[2 * k : 3 * k], theta[3 * k :]
 
 
+def _nuisance_moments(theta: np.ndarray, x: np.ndarray, y: np.ndarray, t: np.ndarray):
+    """The propensity and the two outcome models' score columns, and the fitted values."""
+    e, m1, m0, p = _nuisance(theta, x)
+    cols = [x * (t - e)[:, None], x * (t * (y - m1))[:, None], x * ((1 - t) * (y - m0))[:, None]]
+    return cols, e, m1, m0, p
+
+
 def _estimator_moments(method, estimand, weights, y, t, e, m1, m0, p):
     """The estimator's own moment conditions (columns), its parameters ``p`` ending with tau."""
     c = 1 - t
@@ -874,12 +881,7 @@ def test_weights_agree_with_a_hand_written_reference(method, estimand, weights, 
     k = x.shape[1]
 
     def moments(th):
-        e, m1, m0, p = _nuisance(th, x)
-        cols = [
-            x * (t - e)[:, None],
-            x * (t * (y - m1))[:, None],
-            x * ((1 - t) * (y - m0))[:, None],
-        ]
+        cols, e, m1, m0, p = _nuisance_moments(th, x, y, t)
         extra = _estimator_moments(method, estimand, weights, y, t, e, m1, m0, p)
         return np.column_stack([*cols, *extra])
 
@@ -1084,12 +1086,7 @@ def test_binary_log_risk_ratio_standard_error_matches_the_sandwich():
     theta[-1] = math.log((a1 + d1) / (a0 + d0))
 
     def moments(th):
-        e, m1, m0, p = _nuisance(th, x)
-        cols = [
-            x * (t - e)[:, None],
-            x * (t * (y - m1))[:, None],
-            x * ((1 - t) * (y - m0))[:, None],
-        ]
+        cols, e, m1, m0, p = _nuisance_moments(th, x, y, t)
         w1, w0 = t / e, (1 - t) / (1 - e)
         log_rr = np.full_like(y, math.log((p[0] + p[1]) / (p[2] + p[3])) - p[4])
         own = [m1 - p[0], w1 * (y - m1 - p[1]), m0 - p[2], w0 * (y - m0 - p[3]), log_rr]
