@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import struct
+
 import pandas as pd
 import pytest
 
@@ -19,10 +22,31 @@ def params(tmp_path, small_programme_dir):
 
 def test_handed_over_tables_equal_the_files_read_again(params, tmp_path):
     read = load_inputs(params)
-    taken = load_inputs(params, prepared=hand_over(read, params, tmp_path / "inputs.pickle"))
+    path = hand_over(read, params, tmp_path / "inputs.pickle")
+    taken = load_inputs(params, prepared=path)
     for table in ("learners", "action_items", "skill_assessments"):
         pd.testing.assert_frame_equal(taken.table(table), read.table(table))
     assert taken.sources == read.sources
+    raw = path.read_bytes()  # the text went by Arrow streams: the trailer says where each one is
+    size = struct.unpack("<Q", raw[-8:])[0]
+    assert set(json.loads(raw[-8 - size : -8])) == {"learners", "action_items", "skill_assessments"}
+
+
+def test_text_is_handed_over_by_arrow_whatever_the_index_and_the_other_columns(params, tmp_path):
+    from dataclasses import replace
+
+    read = load_inputs(params)
+    n = len(read.learners)
+    mixed = read.learners.assign(
+        note=([1, "a"] * n)[:n], nickname=pd.Series(["x"] * n, dtype=object)
+    )
+    shuffled = read.action_items.sample(frac=1.0, random_state=1)
+    odd = replace(read, learners=mixed, action_items=shuffled)
+    taken = load_inputs(params, prepared=hand_over(odd, params, tmp_path / "inputs.pickle"))
+    pd.testing.assert_frame_equal(taken.learners, mixed)
+    pd.testing.assert_frame_equal(taken.action_items, shuffled)
+    pd.testing.assert_frame_equal(taken.skill_assessments, read.skill_assessments)
+    assert taken.coaching_sessions is None and taken.excluded == read.excluded
 
 
 def test_tables_prepared_for_other_parameters_are_refused(params, tmp_path):

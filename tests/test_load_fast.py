@@ -28,6 +28,7 @@ from lcstats.data.contract import (
     distinct_values,
     is_in,
     parse_table,
+    positions,
     schema_problems,
     spread_values,
     strip_text,
@@ -402,6 +403,15 @@ def test_membership_by_pyarrow_equals_python_sets():
     expected = values.isin(set(known)).to_numpy()
     assert (is_in(values, known) == expected).all()
     assert (is_in(values.astype(object), known.astype(object)) == expected).all()
+
+
+def test_positions_by_pyarrow_equal_positions_by_pandas():
+    values = pd.Series(["L2", "L1", None, "L9", "l1", "L2", " L1"], dtype="str")
+    keys = pd.Series(["L1", "L2", "L3"], dtype="str")
+    expected = [1, 0, -1, -1, -1, 1, -1]
+    assert positions(values, keys).tolist() == expected
+    assert positions(values.astype(object), keys.astype(object)).tolist() == expected
+    assert positions(values.iloc[:0], keys).dtype == np.int64
 
 
 def test_parse_and_checks_leave_the_input_frame_alone():

@@ -88,6 +88,8 @@ TABLE_KEYS = {
     "skill_assessments": ASSESSMENT_KEY,
     "coaching_sessions": ("learner_id", "session_on"),
 }
+# columns holding each value once (the schemas check it)
+UNIQUE_COLUMNS = {"learners": ("learner_id",), "action_items": ("item_id",)}
 # values changed while reading, as counted in the data-quality notes
 MAPPED_FLAGS = "yes/no or true/false written as 1/0"
 TIMES_DROPPED = "times of day dropped from dates"
@@ -126,6 +128,15 @@ def schemas(
     waves are ordered by it)."""
     lo, hi = scale
     return dict(_schemas(float(lo), float(hi), tuple(waves)))
+
+
+def prepare_schemas(scale: tuple[float, float], waves: Sequence[str] = WAVES) -> None:
+    """Build the schemas and validate an empty table of each, before tables are checked side by
+    side: pandera imports its modules and registers its back-ends on first use, which is not
+    safe from several threads at once (two threads importing it deadlocked)."""
+    for schema in schemas(scale, waves).values():
+        columns = schema.columns.items()
+        schema.validate(pd.DataFrame({n: pd.Series([], dtype=c.dtype.type) for n, c in columns}))
 
 
 @functools.lru_cache(maxsize=8)
@@ -640,17 +651,29 @@ def schema_problems(
     return problems
 
 
-def positions(values: pd.Series, keys: pd.Series) -> np.ndarray:
-    """The position of each value in `keys` (unique), -1 where it is absent.
+def _arrow_text(*series: pd.Series) -> list[pa.ChunkedArray] | None:
+    """The series as pyarrow arrays when every one holds text held by pyarrow, else None."""
+    if not all(s.dtype == "str" and s.dtype.storage == "pyarrow" for s in series):
+        return None
+    return [pa.chunked_array(s.array.__arrow_array__()) for s in series]
 
-    The distinct values are looked up once (a learner id repeated on every item of a learner
-    is found once): much cheaper than ``values.map(...)`` on millions of rows of text.
+
+def positions(values: pd.Series, keys: pd.Series) -> np.ndarray:
+    """The position of each value in `keys` (unique), -1 where it is absent (or missing).
+
+    Text held by pyarrow is looked up by pyarrow's hash table (4.9M learner ids of action items
+    among 1M learners: 0.45 s, against 1.3 s by pandas' factorize); other values by looking
+    up the distinct values once, much cheaper than ``values.map(...)`` on millions of rows.
 
     Examples
     --------
     >>> positions(pd.Series(["b", "a", "b", "z"]), pd.Series(["a", "b"])).tolist()
     [1, 0, 1, -1]
     """
+    arrow = _arrow_text(values, keys)
+    if arrow is not None:
+        found = pc.index_in(arrow[0], value_set=arrow[1].combine_chunks(), skip_nulls=True)
+        return pc.fill_null(found, -1).to_numpy().astype(np.int64, copy=False)
     codes, distinct = pd.factorize(values)
     found = pd.Index(keys).get_indexer(distinct)
     return np.where(codes >= 0, found[codes], -1)
@@ -661,12 +684,9 @@ def is_in(values: pd.Series, known: pd.Series) -> np.ndarray:
 
     (pandas' `isin` on text held by pyarrow turns every known value into a Python object.)
     """
-    arrow = [s.dtype == "str" and s.dtype.storage == "pyarrow" for s in (values, known)]
-    if all(arrow):
-        found = pc.is_in(
-            pa.chunked_array(values.array.__arrow_array__()),
-            value_set=pa.chunked_array(known.array.__arrow_array__()).combine_chunks(),
-        )
+    arrow = _arrow_text(values, known)
+    if arrow is not None:
+        found = pc.is_in(arrow[0], value_set=arrow[1].combine_chunks())
         return np.asarray(found, dtype=bool)
     return values.isin(set(known)).to_numpy(dtype=bool)
 

@@ -10,13 +10,15 @@ subgroup and manager analyses of an outcome run on one compact copy of its sampl
 (only the columns they use, text as categories, cluster identifiers as integer codes), so that
 each of their many estimates neither copies the whole learner table nor codes its text again.
 Their estimates equal those on the original table: a subgroup has its own propensity and
-outcome models, which the maths does not let one fit share.
+outcome models, which the maths does not let one fit share. These analyses, for both outcomes,
+run side by side on the machine's cores (`lcstats.core.threads.side_by_side`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from html import escape
 from typing import Any
 
@@ -27,6 +29,7 @@ from statsmodels.regression.linear_model import OLS
 from lcstats.core.display import Readings, summary_html
 from lcstats.core.errors import EstimationError
 from lcstats.core.options import OUTCOME_LABELS
+from lcstats.core.threads import side_by_side
 from lcstats.estimation.analysis import EffectSet, outcome_covariates
 from lcstats.estimation.balance import (
     Balance,
@@ -49,6 +52,8 @@ from lcstats.estimation.sensitivity import EValue, control_sd, evalue_from_estim
 from lcstats.outcomes.learner import LearnerOutcomes
 
 SUBGROUP_VARIABLES = ("role", "cohort", "manager_coached")
+ANALYSES = ("subgroups", "dose", "cohorts", "manager")  # by time taken, the longest first
+MAY_FAIL = {"manager": "manager coaching", "cohorts": "pooling across cohorts"}  # and their names
 
 
 @dataclass(frozen=True)
@@ -145,40 +150,7 @@ def diagnose(
         alpha=alpha,
         min_group_size=min_group_size,
     )
-    cohorts, skipped = _across_cohorts(
-        outcomes,
-        effects,
-        treatment=treatment,
-        covariates=covariates,
-        cluster=cluster,
-        method=headline_method,
-        estimand=estimand,
-        alpha=alpha,
-        min_group_size=min_group_size,
-    )
-    by_outcome["skipped"] |= skipped
-    return Diagnostics(balance, overlap, propensity, treated, **by_outcome, cohorts=cohorts)
-
-
-def _across_cohorts(
-    outcomes: LearnerOutcomes, effects: EffectSet, **fit: Any
-) -> tuple[dict[str, PooledEffect], dict[str, str]]:
-    """Each outcome's effect within each cohort, pooled (random effects), when there are cohorts.
-
-    Cohorts with fewer than ``min_group_size`` coached or not-coached learners are left out and
-    named in the result's notes; an outcome no cohort can give is listed as skipped.
-    """
-    pooled: dict[str, PooledEffect] = {}
-    skipped: dict[str, str] = {}
-    data = outcomes.data
-    if "cohort" not in data or data["cohort"].nunique() < 2:
-        return pooled, {"pooling across cohorts": "fewer than two cohorts"}
-    for outcome in effects.samples:
-        try:
-            pooled[outcome] = cohort_estimates(outcomes, outcome=outcome, **fit)
-        except EstimationError as exc:
-            skipped[f"pooling across cohorts ({outcome})"] = str(exc)
-    return pooled, skipped
+    return Diagnostics(balance, overlap, propensity, treated, **by_outcome)
 
 
 def _estimated_propensity(
@@ -234,64 +206,123 @@ def _by_outcome(
     alpha: float,
     min_group_size: int,
 ) -> dict[str, dict]:
-    """E-values, dose-response, subgroup and manager effects of each outcome, and what was skipped.
+    """E-values, dose-response, subgroup and manager effects of each outcome, its effect within
+    each cohort pooled (random effects), and what was skipped.
 
     Each uses the outcome's own analysis sample; the result holds the fields of `Diagnostics`
-    from ``evalues`` to ``skipped``.
+    from ``evalues`` to ``cohorts``. Cohorts with fewer than ``min_group_size`` coached or
+    not-coached learners are left out of the pooling and named in its notes. The analyses run
+    side by side on the machine's cores (`lcstats.core.threads.side_by_side`): their dozens of
+    refits take seconds at a million learners.
     """
-    has_manager = (
-        "manager_coached" in outcomes.data and outcomes.data["manager_coached"].notna().all()
-    )
+    data = outcomes.data
+    has_manager = "manager_coached" in data and data["manager_coached"].notna().all()
     by = tuple(
-        v
-        for v in SUBGROUP_VARIABLES
-        if v in outcomes.data and (v != "manager_coached" or has_manager)
+        v for v in SUBGROUP_VARIABLES if v in data and (v != "manager_coached" or has_manager)
     )
+    pooled = "cohort" in data and data["cohort"].nunique() >= 2
     fit = {"method": headline_method, "alpha": alpha, "min_group_size": min_group_size}
-    evalues, dose, subgroups, manager, skipped = {}, {}, {}, {}, {}
+    result: dict[str, dict] = {
+        k: {} for k in ("evalues", "dose", "subgroups", "manager", "cohorts")
+    }
+    tasks: list[tuple[str, str, Callable[[], Any]]] = []  # (analysis, outcome, what computes it)
     for outcome, smp in effects.samples.items():
         covs = outcome_covariates(outcome, covariates)
         used = [outcome, treatment, *covs, *by, "coaching_sessions", "manager_coached", "coached"]
         ids = [c for c in (cluster, "manager_id") if c is not None]
-        data = _compact(smp.data, [*used, *ids], ids)
-        head = effects.get(outcome, headline_method, treatment)
-        evalues[outcome] = evalue_from_estimate(
-            head, outcome_sd=control_sd(data, outcome=outcome, treatment=treatment)
+        compact = _compact(smp.data, [*used, *ids], ids)
+        result["evalues"][outcome] = evalue_from_estimate(
+            effects.get(outcome, headline_method, treatment),
+            outcome_sd=control_sd(compact, outcome=outcome, treatment=treatment),
         )
-        if treatment == "coached" and "coaching_sessions" in data:
-            dose[outcome] = dose_response(
-                data, outcome=outcome, covariates=covs, cluster=cluster, **fit
-            )
-        subgroups[outcome] = subgroup_effects(
-            data,
+        analyses = _analyses(
+            compact,
+            outcomes,
             outcome=outcome,
+            treatment=treatment,
+            covariates=covariates,
+            by=by,
+            cluster=cluster,
+            estimand=estimand,
+            fit=fit,
+            pooled=pooled,
+            has_manager=has_manager,
+        )
+        tasks += [(kind, outcome, task) for kind, task in analyses.items()]
+    tasks.sort(key=lambda task: ANALYSES.index(task[0]))  # the longest first, for the threads
+    skipped = {}
+    found = side_by_side(_attempt, [(kind in MAY_FAIL, task) for kind, _, task in tasks])
+    for (kind, outcome, _), value in zip(tasks, found, strict=True):
+        if isinstance(value, EstimationError):
+            skipped[f"{MAY_FAIL[kind]} ({outcome})"] = str(value)
+        else:
+            result[kind][outcome] = value
+    if not has_manager:
+        skipped["manager coaching"] = "the learners table has no complete manager_coached column"
+    if not pooled:
+        skipped["pooling across cohorts"] = "fewer than two cohorts"
+    return result | {"skipped": skipped}
+
+
+def _analyses(
+    compact: pd.DataFrame,
+    outcomes: LearnerOutcomes,
+    *,
+    outcome: str,
+    treatment: str,
+    covariates: Sequence[str],
+    by: tuple[str, ...],
+    cluster: str | None,
+    estimand: str,
+    fit: dict[str, Any],
+    pooled: bool,
+    has_manager: bool,
+) -> dict[str, Callable[[], Any]]:
+    """The analyses of one outcome that apply, by name in `ANALYSES`: calls without arguments."""
+    covs = outcome_covariates(outcome, covariates)
+    common = {"outcome": outcome, "cluster": cluster, **fit}
+    found: dict[str, Callable[[], Any]] = {
+        "subgroups": partial(
+            subgroup_effects,
+            compact,
             treatment=treatment,
             by=by,
             covariates=covs,
             estimand=estimand,
-            cluster=cluster,
-            **fit,
+            **common,
         )
-        if has_manager and "manager_id" in data and treatment == "coached":
-            try:
-                manager[outcome] = manager_effects(
-                    data,
-                    outcome=outcome,
-                    covariates=[c for c in covs if c != "manager_coached"],
-                    cluster="manager_id",
-                    **fit,
-                )
-            except EstimationError as exc:
-                skipped[f"manager coaching ({outcome})"] = str(exc)
-    if not has_manager:
-        skipped["manager coaching"] = "the learners table has no complete manager_coached column"
-    return {
-        "evalues": evalues,
-        "dose": dose,
-        "subgroups": subgroups,
-        "manager": manager,
-        "skipped": skipped,
     }
+    if treatment == "coached" and "coaching_sessions" in compact:
+        found["dose"] = partial(dose_response, compact, covariates=covs, **common)
+    if pooled:
+        found["cohorts"] = partial(
+            cohort_estimates,
+            outcomes,
+            treatment=treatment,
+            covariates=covariates,
+            estimand=estimand,
+            **common,
+        )
+    if has_manager and "manager_id" in compact and treatment == "coached":
+        found["manager"] = partial(
+            manager_effects,
+            compact,
+            covariates=[c for c in covs if c != "manager_coached"],
+            **common | {"cluster": "manager_id"},
+        )
+    return found
+
+
+def _attempt(task: tuple[bool, Callable[[], Any]]) -> Any:
+    """The result of ``task = (may_fail, compute)``, or the `EstimationError` it raised if it
+    may fail (a manager or cohort analysis the data cannot give)."""
+    may_fail, compute = task
+    if not may_fail:
+        return compute()
+    try:
+        return compute()
+    except EstimationError as exc:
+        return exc
 
 
 def outcome_residuals(

@@ -1,0 +1,53 @@
+"""Work side by side on the machine's cores (`lcstats.core.threads`)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from threadpoolctl import threadpool_info
+
+from lcstats.core.threads import side_by_side, usable_cores
+
+
+def _blas_threads() -> list[int]:
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_results_come_in_the_order_of_the_items_from_several_threads():
+    names = set()
+
+    def square(i):
+        names.add(threading.current_thread().name)
+        return i * i
+
+    assert side_by_side(square, list(range(50)), workers=2) == [i * i for i in range(50)]
+    assert all(name.startswith("lcstats-side") for name in names)
+
+
+def test_one_worker_or_one_item_runs_in_the_calling_thread():
+    here = threading.current_thread().name
+    assert side_by_side(lambda _: threading.current_thread().name, [1, 2], workers=1) == [here] * 2
+    assert side_by_side(lambda _: threading.current_thread().name, [1]) == [here]
+    assert side_by_side(lambda _: 1, []) == []
+
+
+def test_blas_runs_on_one_thread_meanwhile_and_is_given_back_its_threads():
+    before = _blas_threads()
+    inside = side_by_side(lambda _: _blas_threads(), [1, 2], workers=2)
+    assert inside == [[1] * len(before)] * 2
+    assert _blas_threads() == before
+
+
+def test_the_first_exception_in_item_order_is_raised():
+    def fail(i):
+        if i >= 3:
+            raise ValueError(f"item {i}")
+        return i
+
+    with pytest.raises(ValueError, match="item 3"):
+        side_by_side(fail, list(range(8)), workers=2)
+
+
+def test_usable_cores_counts_at_least_one():
+    assert usable_cores() >= 1
