@@ -63,6 +63,11 @@ def test_kernel_uses_one_blas_thread_unless_told_otherwise():
     assert env["OMP_NUM_THREADS"] == "1"
 
 
+def test_kernel_keeps_large_arrays_on_its_heap_unless_told_otherwise():
+    assert int(kernel_environment({})["MALLOC_MMAP_THRESHOLD_"]) == 256 << 20
+    assert kernel_environment({"MALLOC_TRIM_THRESHOLD_": "0"})["MALLOC_TRIM_THRESHOLD_"] == "0"
+
+
 def test_kernels_side_by_side_have_their_own_sockets_and_leave_no_files(tmp_path):
     from pathlib import Path
 
