@@ -425,10 +425,15 @@ def test_plots_show_not_estimated_rows(learners):
 # diagnose: shared fits and coded copies give the results of the analyses run one by one
 
 
-def test_diagnose_equals_the_analyses_run_one_by_one(small_programme_dir):
+@pytest.mark.parametrize("side_by_side", [False, True], ids=["in turn", "side by side"])
+def test_diagnose_equals_the_analyses_run_one_by_one(
+    small_programme_dir, monkeypatch, side_by_side
+):
+    import lcstats.core.threads
     from lcstats.estimation.analysis import estimate_effects, outcome_covariates
     from lcstats.estimation.balance import balance_table
     from lcstats.estimation.diagnostics import diagnose
+    from lcstats.estimation.pooling import cohort_estimates
 
     folder = small_programme_dir
     prog = load_programme(
@@ -438,6 +443,9 @@ def test_diagnose_equals_the_analyses_run_one_by_one(small_programme_dir):
     covs = ("tenure_months", "engagement", "role", "cohort", "manager_coached")
     effects = estimate_effects(outcomes, covariates=covs, cluster="team_id")
     assert set(effects.propensity) == {"follow_through", "skills_gap"}
+    if side_by_side:  # as with 200,000 learners or more: the analyses run on two threads
+        monkeypatch.setattr(lcstats.core.threads, "MIN_ROWS", 0)
+        monkeypatch.setattr(lcstats.core.threads, "usable_cores", lambda: 2)
     diag = diagnose(
         outcomes,
         effects,
@@ -464,9 +472,13 @@ def test_diagnose_equals_the_analyses_run_one_by_one(small_programme_dir):
         mgr = manager_effects(
             data, outcome=outcome, covariates=[c for c in full if c != "manager_coached"], **fit
         )
+        pooled = cohort_estimates(
+            outcomes, outcome=outcome, covariates=covs, cluster="team_id", **fit
+        )
         for ours, theirs in (
             (diag.subgroups[outcome], sub),
             (diag.dose[outcome], dose),
             (diag.manager[outcome], mgr),
+            (diag.cohorts[outcome], pooled),
         ):
             pd.testing.assert_frame_equal(ours.to_frame(), theirs.to_frame(), check_exact=True)

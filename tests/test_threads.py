@@ -51,3 +51,61 @@ def test_the_first_exception_in_item_order_is_raised():
 
 def test_usable_cores_counts_at_least_one():
     assert usable_cores() >= 1
+
+
+def test_workers_for_few_rows_is_one():
+    from lcstats.core.threads import MIN_ROWS, workers_for
+
+    assert workers_for(MIN_ROWS - 1) == 1
+    assert workers_for(MIN_ROWS) == usable_cores()
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["valid", "with problems"])
+def test_tables_read_side_by_side_equal_the_tables_read_in_turn(
+    small_programme_dir, tmp_path, monkeypatch, broken
+):
+    import shutil
+
+    import pandas as pd
+
+    import lcstats.data.load as load
+    from lcstats.core.errors import InputError
+
+    folder = small_programme_dir
+    if broken:  # a problem in every table: reported in the tables' order either way
+        folder = tmp_path / "broken"
+        shutil.copytree(small_programme_dir, folder)
+        for name, old, new in (
+            ("learners.csv", ",Analyst,", ",,"),
+            ("action_items.csv", ",2025-", ",not a date-"),
+            ("skill_assessments.csv", ",pre,", ",early,"),
+        ):
+            path = folder / name
+            path.write_text(path.read_text().replace(old, new, 3))
+
+    def read():
+        try:
+            prog = load.load_programme(
+                folder / "learners.csv",
+                folder / "action_items.csv",
+                folder / "skill_assessments.csv",
+            )
+        except InputError as exc:
+            return [str(p) for p in exc.problems]
+        return prog
+
+    in_turn = read()
+    monkeypatch.setattr(load, "SIDE_BY_SIDE_BYTES", 0)
+    monkeypatch.setattr(load, "usable_cores", lambda: 2)
+    calls = []
+    real = load.prepare_schemas
+    monkeypatch.setattr(load, "prepare_schemas", lambda *a: calls.append(a) or real(*a))
+    together = read()
+    assert calls  # the schemas were prepared for the threads
+    if broken:
+        assert isinstance(in_turn, list) and len(in_turn) >= 3
+        assert together == in_turn
+        return
+    for table in ("learners", "action_items", "skill_assessments"):
+        pd.testing.assert_frame_equal(together.table(table), in_turn.table(table))
+    assert together.sources == in_turn.sources

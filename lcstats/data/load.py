@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import array
 import codecs
+import contextlib
 import csv
 import difflib
 import gc
@@ -31,7 +32,7 @@ from lcstats.core.display import summary_html
 from lcstats.core.errors import InputError, Problem
 from lcstats.core.options import TABLES, UNKNOWN_LEARNERS, check_choice
 from lcstats.core.resources import check_input_size
-from lcstats.core.threads import side_by_side
+from lcstats.core.threads import side_by_side, usable_cores, workers_for
 from lcstats.data.contract import (
     BINARY_COLUMNS,
     REQUIRED_COLUMNS,
@@ -56,6 +57,9 @@ BOM = codecs.BOM_UTF8
 # text as pandas holds it by default (pandas >= 3: "str", stored by pyarrow, missing is NaN)
 TEXT = pd.StringDtype("pyarrow", na_value=np.nan)
 _QUOTE, _COMMA, _LF, _CR = b'"'[0], b","[0], b"\n"[0], b"\r"[0]
+# input files read side by side from this size (about 200,000 learners of CSV; smaller inputs
+# read faster one after the other: threads then contend for the interpreter lock)
+SIDE_BY_SIDE_BYTES = 100 << 20
 RELEASE_AFTER_VALUES = 1_000_000  # tables with fewer values are not worth `_release_memory`
 STRICT_CHUNK_ROWS = 1 << 16  # rows the strict reader holds as Python text at once
 _CHUNK = 1 << 22  # bytes looked at at once when checking quotes and encoding (bounds the memory)
@@ -827,6 +831,19 @@ def _with_keys(problems: list[Problem], frame: pd.DataFrame, table: str) -> list
     return out
 
 
+def _read_workers(locations: dict[str, Any]) -> int:
+    """Tables to read at once: one per core when every input is a file and they hold at least
+    `SIDE_BY_SIDE_BYTES` together, else 1."""
+    specs = [as_spec(str(s)) if isinstance(s, str | Path) else s for s in locations.values()]
+    if not all(s.is_file for s in specs):
+        return 1
+    size = 0
+    for spec in specs:
+        with contextlib.suppress(OSError):  # a missing file is reported when it is read
+            size += Path(spec.path).stat().st_size
+    return usable_cores() if size >= SIDE_BY_SIDE_BYTES else 1
+
+
 def _load_table(
     table: str, location: str | Path | TableSpec, options: dict
 ) -> tuple[pd.DataFrame | None, SourceFile | None, list[Problem]]:
@@ -985,7 +1002,9 @@ def load_programme(
         raise InputError(list(dict.fromkeys(problems)))
     frames = {t: f.reset_index(drop=True) for t, f in frames.items()}
     fingerprints = side_by_side(
-        lambda t: table_fingerprint(frames[t], unique=UNIQUE_COLUMNS.get(t, ())), list(sources)
+        lambda t: table_fingerprint(frames[t], unique=UNIQUE_COLUMNS.get(t, ())),
+        list(sources),
+        workers=workers_for(sum(map(len, frames.values()))),
     )
     sources = {
         t: replace(s, fingerprint=f)
@@ -1012,8 +1031,8 @@ def _read_all(
     """Read, parse and check each table; the parsed frames and sources that could be read, and
     every problem found.
 
-    Files are read side by side on the machine's cores (`side_by_side`); tables from a database
-    one after the other, on the connection they share.
+    Large files are read side by side on the machine's cores (`side_by_side`); small ones, and
+    tables from a database (on the connection they share), one after the other.
     """
     frames: dict[str, pd.DataFrame] = {}
     sources: dict[str, SourceFile] = {}
@@ -1031,9 +1050,10 @@ def _read_all(
         }
         return _load_table(table, location, options)
 
-    files = all(not isinstance(s, TableSpec) or s.is_file for s in locations.values())
-    prepare_schemas(*scale_and_waves)
-    loaded = side_by_side(load, list(locations.items()), workers=None if files else 1)
+    workers = _read_workers(locations)
+    if workers > 1:
+        prepare_schemas(*scale_and_waves)
+    loaded = side_by_side(load, list(locations.items()), workers=workers)
     for table, (frame, src, found) in zip(locations, loaded, strict=True):
         problems.extend(found)
         if frame is not None:

@@ -29,7 +29,7 @@ from statsmodels.regression.linear_model import OLS
 from lcstats.core.display import Readings, summary_html
 from lcstats.core.errors import EstimationError
 from lcstats.core.options import OUTCOME_LABELS
-from lcstats.core.threads import side_by_side
+from lcstats.core.threads import side_by_side, workers_for
 from lcstats.estimation.analysis import EffectSet, outcome_covariates
 from lcstats.estimation.balance import (
     Balance,
@@ -211,9 +211,9 @@ def _by_outcome(
 
     Each uses the outcome's own analysis sample; the result holds the fields of `Diagnostics`
     from ``evalues`` to ``cohorts``. Cohorts with fewer than ``min_group_size`` coached or
-    not-coached learners are left out of the pooling and named in its notes. The analyses run
-    side by side on the machine's cores (`lcstats.core.threads.side_by_side`): their dozens of
-    refits take seconds at a million learners.
+    not-coached learners are left out of the pooling and named in its notes. With many learners
+    the analyses run side by side on the machine's cores (`lcstats.core.threads.side_by_side`):
+    their dozens of refits take seconds at a million learners.
     """
     data = outcomes.data
     has_manager = "manager_coached" in data and data["manager_coached"].notna().all()
@@ -251,7 +251,11 @@ def _by_outcome(
         tasks += [(kind, outcome, task) for kind, task in analyses.items()]
     tasks.sort(key=lambda task: ANALYSES.index(task[0]))  # the longest first, for the threads
     skipped = {}
-    found = side_by_side(_attempt, [(kind in MAY_FAIL, task) for kind, _, task in tasks])
+    found = side_by_side(
+        _attempt,
+        [(kind in MAY_FAIL, task) for kind, _, task in tasks],
+        workers=workers_for(len(data)),
+    )
     for (kind, outcome, _), value in zip(tasks, found, strict=True):
         if isinstance(value, EstimationError):
             skipped[f"{MAY_FAIL[kind]} ({outcome})"] = str(value)
