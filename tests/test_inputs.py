@@ -56,6 +56,18 @@ def test_tables_prepared_for_other_parameters_are_refused(params, tmp_path):
         load_inputs(other, prepared=path)
 
 
+def test_tables_handed_over_in_an_older_format_are_refused_clearly(params, tmp_path):
+    import pickle
+
+    from lcstats.data.inputs import params_fingerprint
+
+    path = tmp_path / "inputs.pickle"
+    old = ("lcstats-validated-inputs-1", params_fingerprint(params), load_inputs(params))
+    path.write_bytes(pickle.dumps(old))
+    with pytest.raises(LcstatsError, match="prepared for other parameters"):
+        load_inputs(params, prepared=path)
+
+
 def test_kernel_uses_one_blas_thread_unless_told_otherwise():
     assert kernel_environment({})["OPENBLAS_NUM_THREADS"] == "1"
     env = kernel_environment({"OPENBLAS_NUM_THREADS": "4", "PATH": "/bin"})
