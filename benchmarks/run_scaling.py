@@ -167,15 +167,16 @@ def run_measured(
     mem_limit: float | None,
     log: Path | None = None,
     source: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict:
     """Run a command, sampling the RSS of its tree; kill the tree past the time or memory limit.
 
     ``source``: run it with the ``lcstats`` of another source tree (its folder first on the
     path, and as the working directory), e.g. an unpacked older commit to compare against.
+    ``env``: its environment (default: this process's).
     """
-    env = None
     if source is not None:
-        env = {**os.environ, "PYTHONPATH": str(source)}
+        env = {**(env or os.environ), "PYTHONPATH": str(source)}
     err = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115
     stdout = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (a pipe could fill up)
     t_start = time.time()
@@ -322,22 +323,33 @@ diagnostics = step("diagnose", lambda: lc.diagnose(
     outcomes, effects, treatment=params.treatment, covariates=params.covariates,
     cluster=params.cluster, headline_method=params.headline_method, estimand=params.estimand,
     alpha=params.alpha, min_group_size=params.min_group_size))
+design = step("design_estimates", lambda: lc.design_estimates(params, programme, outcomes, effects))
 out = Path(tempfile.mkdtemp(prefix="lcstats-steps-"))
 step("results_document + write", lambda: write_results(results_document(
     params=params, programme=programme, outcomes=outcomes, effects=effects,
-    diagnostics=diagnostics), out))
+    diagnostics=diagnostics, design=design), out))
 step("build_report + write", lambda: build_report(
     params=params, programme=programme, outcomes=outcomes, effects=effects,
-    diagnostics=diagnostics, run_id="bench").write(out / "report.html"))
+    diagnostics=diagnostics, design=design, run_id="bench").write(out / "report.html"))
 """
 
 
 def run_steps(
     params: Path, *, tracemalloc: bool, time_limit: float, log: Path, source: Path | None = None
 ) -> list[dict]:
-    """Run the evaluation's steps in one Python process; one row of measurements per step."""
+    """Run the evaluation's steps in one Python process (in the environment a run gives its
+    kernel: one BLAS thread, the allocator's settings); one row of measurements per step."""
+    from lcstats.running.kernel import kernel_environment
+
     cmd = [PYTHON, "-c", STEP_CODE, str(params), *(["--tracemalloc"] if tracemalloc else [])]
-    res = run_measured(cmd, time_limit=time_limit, mem_limit=None, log=log, source=source)
+    res = run_measured(
+        cmd,
+        time_limit=time_limit,
+        mem_limit=None,
+        log=log,
+        source=source,
+        env=kernel_environment(),
+    )
     rows = [json.loads(line) for line in res["stdout"].splitlines() if line.startswith("{")]
     for row in [r for r in rows if "lcstats" in r]:
         print(f"  (lcstats imported from {row['lcstats']})")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lcstats.core.errors import LcstatsError
-from lcstats.data.inputs import hand_over, load_inputs
+from lcstats.data.inputs import hand_over, load_inputs, reads_a_database
 from lcstats.params import load_params
 from lcstats.running.kernel import kernel_environment
 from tests.conftest import write_params
@@ -78,6 +78,7 @@ def test_kernel_uses_one_blas_thread_unless_told_otherwise():
 def test_kernel_keeps_large_arrays_on_its_heap_unless_told_otherwise():
     assert int(kernel_environment({})["MALLOC_MMAP_THRESHOLD_"]) == 256 << 20
     assert kernel_environment({"MALLOC_TRIM_THRESHOLD_": "0"})["MALLOC_TRIM_THRESHOLD_"] == "0"
+    assert kernel_environment({})["MALLOC_ARENA_MAX"] == "1"
 
 
 def test_kernels_side_by_side_have_their_own_sockets_and_leave_no_files(tmp_path):
@@ -103,3 +104,14 @@ def test_kernels_side_by_side_have_their_own_sockets_and_leave_no_files(tmp_path
             stop_kernel(km)
     assert not any(f.exists() for f in files)
     assert not list(tmp_path.iterdir())  # nothing left in the kernel's working folder
+
+
+def test_reads_a_database_when_any_input_is_a_table_of_a_database(small_programme_dir, tmp_path):
+    files = write_params(tmp_path / "files.yaml", small_programme_dir)
+    database = write_params(
+        tmp_path / "db.yaml",
+        small_programme_dir,
+        learners={"source": "postgresql://127.0.0.1/hr", "table": "hr.learners"},
+    )
+    assert not reads_a_database(load_params(files))
+    assert reads_a_database(load_params(database))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pandas as pd
 import pytest
 from threadpoolctl import threadpool_info
 
@@ -110,3 +111,59 @@ def test_tables_read_side_by_side_equal_the_tables_read_in_turn(
     for table in ("learners", "action_items", "skill_assessments"):
         pd.testing.assert_frame_equal(together.table(table), in_turn.table(table))
     assert together.sources == in_turn.sources
+
+
+def test_an_evaluation_side_by_side_equals_the_evaluation_in_turn(example_evaluation, monkeypatch):
+    """From 200,000 learners the outcomes' two tables, the effects of the two outcomes, the
+    design's curves and hazard ratio, and the report's two summaries of the items and
+    assessments are computed side by side: the same numbers and the same report as in turn."""
+    import lcstats
+    import lcstats.core.threads
+    from lcstats.reporting.report import build_report
+
+    pools = []
+
+    class Counted(lcstats.core.threads.ThreadPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            pools.append(self)
+
+    monkeypatch.setattr(lcstats.core.threads, "ThreadPoolExecutor", Counted)
+    monkeypatch.setattr(lcstats.core.threads, "MIN_ROWS", 0)
+    monkeypatch.setattr(lcstats.core.threads, "usable_cores", lambda: 2)
+    ev = lcstats.evaluate(example_evaluation.params)
+    ref = example_evaluation
+    assert len(pools) >= 5  # fingerprints, outcomes, effects, diagnostics, design (files: bytes)
+    pd.testing.assert_frame_equal(ev.outcomes.data, ref.outcomes.data, check_exact=True)
+    pd.testing.assert_frame_equal(ev.effects.to_frame(), ref.effects.to_frame(), check_exact=True)
+    pd.testing.assert_frame_equal(
+        ev.design.completion.curves, ref.design.completion.curves, check_exact=True
+    )
+    assert ev.design.hazard == ref.design.hazard
+
+    def report(e):
+        return build_report(
+            params=e.params,
+            programme=e.programme,
+            outcomes=e.outcomes,
+            effects=e.effects,
+            diagnostics=e.diagnostics,
+            design=e.design,
+            run_id="same",
+        ).render()
+
+    before = len(pools)
+    side = report(ev)
+    assert len(pools) == before + 1
+    monkeypatch.setattr(lcstats.core.threads, "MIN_ROWS", 10**12)
+    in_turn = report(ref)
+    assert side == in_turn
+
+
+def test_calls_side_by_side_runs_each_call_once_in_order():
+    from lcstats.core.threads import MIN_ROWS, calls_side_by_side
+
+    calls = [lambda i=i: (i, threading.current_thread().name) for i in range(4)]
+    assert [i for i, _ in calls_side_by_side(calls, rows=MIN_ROWS)] == [0, 1, 2, 3]
+    names = {name for _, name in calls_side_by_side(calls, rows=MIN_ROWS - 1)}
+    assert names == {threading.current_thread().name}  # few rows: in turn, here

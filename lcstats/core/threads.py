@@ -64,3 +64,19 @@ def side_by_side(
         return [func(item) for item in items]
     with threadpool_limits(limits=1), ThreadPoolExecutor(workers, "lcstats-side") as pool:
         return list(pool.map(func, items))
+
+
+def calls_side_by_side(calls: Sequence[Callable[[], R]], *, rows: int) -> list[R]:
+    """``[call() for call in calls]``: side by side on the machine's cores when the work is on
+    at least `MIN_ROWS` rows (`workers_for`), else in turn.
+
+    Examples
+    --------
+    >>> calls_side_by_side([lambda: 1, lambda: 2], rows=10)
+    [1, 2]
+    """
+    return side_by_side(_call, calls, workers=workers_for(rows))
+
+
+def _call(call: Callable[[], R]) -> R:
+    return call()

@@ -83,6 +83,12 @@ def input_hashes(programme: Programme) -> dict[str, str]:
     return hashes
 
 
+def reads_a_database(params: Params) -> bool:
+    """Whether an input is a database table or query (its rows are known only once read)."""
+    values = (getattr(params, key) for key in INPUT_KEYS)
+    return any(table_location(v) is None for v in values if v is not None)
+
+
 def file_hashes(params: Params) -> dict[str, str] | None:
     """SHA-256 of every input file, without reading the tables; None when an input is a
     database (its rows must be read to know them) or a file cannot be read."""

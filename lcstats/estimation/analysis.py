@@ -13,6 +13,7 @@ import pandas as pd
 from lcstats.core.display import summary_html
 from lcstats.core.errors import EstimationError
 from lcstats.core.options import OUTCOMES
+from lcstats.core.threads import side_by_side, workers_for
 from lcstats.estimation.effects import (
     EffectEstimate,
     _fit_methods,
@@ -100,17 +101,17 @@ def estimate_effects(
     the returned samples); the skills gap also adjusts for the learner's pre-programme gap.
     `trim` (low, high) leaves out learners with extreme estimated chances of treatment in the
     adjusted methods, `weights` sets how IPW and AIPW scale their weights and `small_sample`
-    whether their standard errors are corrected for leverage (see `estimate_effect`). The methods of one outcome share its design matrix and nuisance models:
-    each estimate equals `estimate_effect` with that method alone.
+    whether their standard errors are corrected for leverage (see `estimate_effect`). The
+    methods of one outcome share its design matrix and nuisance models: each estimate equals
+    `estimate_effect` with that method alone. From 200,000 learners the outcomes are estimated
+    side by side on the machine's cores (`lcstats.core.threads`).
     """
-    estimates: list[EffectEstimate] = []
-    samples, propensity = {}, {}
-    for outcome in outcome_ids:
+
+    def fit(outcome: str) -> tuple[AnalysisSample, list]:
         covs = outcome_covariates(outcome, covariates)
         sample = analysis_sample(
             outcomes, outcome=outcome, treatment=treatment, covariates=covs, cluster=cluster
         )
-        samples[outcome] = sample
         request = _Request(
             outcome,
             treatment,
@@ -122,7 +123,13 @@ def estimate_effects(
             weights,
             small_sample,
         )
-        fitted = _fit_methods(sample.data, methods=methods, req=request)
+        return sample, _fit_methods(sample.data, methods=methods, req=request)
+
+    found = side_by_side(fit, list(outcome_ids), workers=workers_for(len(outcomes.data)))
+    estimates: list[EffectEstimate] = []
+    samples, propensity = {}, {}
+    for outcome, (sample, fitted) in zip(outcome_ids, found, strict=True):
+        samples[outcome] = sample
         estimates += [f.estimate for f in fitted]
         scores = fitted[-1].design.fitted_scores() if fitted else None
         if scores is not None:

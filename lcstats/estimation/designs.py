@@ -32,6 +32,7 @@ import pandas as pd
 from lcstats.core.display import summary_html
 from lcstats.core.errors import EstimationError, InputError, Problem
 from lcstats.core.options import DESIGN_ASSUMPTIONS
+from lcstats.core.threads import calls_side_by_side
 
 if TYPE_CHECKING:
     from lcstats.data.load import Programme
@@ -294,14 +295,19 @@ def _timing(params: Params, programme: Programme) -> dict:
     used = [params.treatment, *covariates, *([params.cluster] if params.cluster else [])]
     items = completion_times(programme.action_items, learners, as_of=params.as_of, columns=used)
     items = items.dropna(subset=[params.treatment, *covariates])
-    curves = completion_curves(items, treatment=params.treatment, covariates=covariates)
-    hazard = completion_hazard(
-        items,
-        treatment=params.treatment,
-        covariates=covariates,
-        cluster=params.cluster,
-        alpha=params.alpha,
-        max_items=params.hazard_max_items,
+    curves, hazard = calls_side_by_side(
+        [
+            lambda: completion_curves(items, treatment=params.treatment, covariates=covariates),
+            lambda: completion_hazard(
+                items,
+                treatment=params.treatment,
+                covariates=covariates,
+                cluster=params.cluster,
+                alpha=params.alpha,
+                max_items=params.hazard_max_items,
+            ),
+        ],
+        rows=len(learners),
     )
     return {"completion": curves, "hazard": hazard}
 

@@ -30,6 +30,7 @@ from lcstats.core.errors import PrivacyError
 from lcstats.core.files import write_atomic
 from lcstats.core.options import OUTCOME_LABELS
 from lcstats.core.provenance import package_versions
+from lcstats.core.threads import calls_side_by_side
 from lcstats.data.load import Programme
 from lcstats.estimation.analysis import EffectSet
 from lcstats.estimation.costs import ValueForMoney
@@ -396,12 +397,14 @@ def _on_time(
 
 
 def _follow_through_section(
-    programme: Programme, outcomes: LearnerOutcomes, params: Params, table: _Tables
+    outcomes: LearnerOutcomes,
+    curves: descriptives.CompletionCurves,
+    params: Params,
+    table: _Tables,
 ) -> tuple[dict[str, Any], int]:
     """Follow-through: funnel, completion curves, on-time by cohort and role; and cells hidden."""
     treatment = params.treatment
     funnel = descriptives.item_funnel(outcomes, treatment=treatment)
-    curves = descriptives.completion_curves(programme, outcomes, treatment=treatment)
     groups, hidden = [], 0
     for by in ("cohort", "role"):
         frame, n_hidden = _on_time(outcomes.data, by, treatment, params.min_group_size)
@@ -444,11 +447,10 @@ def _follow_through_section(
 
 
 def _skills_section(
-    programme: Programme, outcomes: LearnerOutcomes, params: Params, table: _Tables
+    outcomes: LearnerOutcomes, grid: descriptives.SkillGrid, params: Params, table: _Tables
 ) -> dict[str, Any]:
     """Skills gaps: the heatmap by role and skill, and gap closure by coaching group."""
     k = params.min_group_size
-    grid = descriptives.skill_gaps_by_role(programme, min_group_size=k)
     closure = descriptives.gap_closure(outcomes, treatment=params.treatment, min_group_size=k).frame
     closure_table = table(
         pd.DataFrame(
@@ -771,9 +773,18 @@ def build_report(
     table = _Tables(params.min_group_size)
     headlines = headline_estimates(params, effects, design)
     confidence = headlines[0].confidence if headlines else 95
+    curves, grid = calls_side_by_side(  # the two summaries of millions of rows
+        [
+            lambda: descriptives.completion_curves(programme, outcomes, treatment=params.treatment),
+            lambda: descriptives.skill_gaps_by_role(
+                programme, min_group_size=params.min_group_size
+            ),
+        ],
+        rows=len(outcomes.data),
+    )
     programme_part, programme_hidden = _programme_section(outcomes.data, params, table)
-    follow, follow_hidden = _follow_through_section(programme, outcomes, params, table)
-    skills = _skills_section(programme, outcomes, params, table)
+    follow, follow_hidden = _follow_through_section(outcomes, curves, params, table)
+    skills = _skills_section(outcomes, grid, params, table)
     context = {
         **_header_section(params, outcomes),
         **_summary_section(params, headlines, effects, diagnostics, confidence),

@@ -32,6 +32,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from lcstats.core.allocator import ENVIRONMENT
+
 if TYPE_CHECKING:
     from jupyter_client.manager import AsyncKernelManager
 
@@ -44,13 +46,6 @@ WARM_IMPORTS = (
     "lcstats.reporting.results"
 )
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-# glibc's allocator: arrays up to 256 MB come from the heap, and up to 512 MB freed at its top
-# are kept for the next ones, instead of each array of millions of values being mapped, zeroed
-# by the system and unmapped again (1M learners: system time 8.1-8.5 s -> 5.7-6.5 s)
-MALLOC_VARIABLES = {
-    "MALLOC_MMAP_THRESHOLD_": str(256 << 20),
-    "MALLOC_TRIM_THRESHOLD_": str(512 << 20),
-}
 
 
 def ensure_kernel() -> str:
@@ -70,8 +65,9 @@ def ensure_kernel() -> str:
 
 
 def kernel_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The kernel's environment: this process's, with one BLAS thread and the allocator's
-    `MALLOC_VARIABLES` unless set otherwise.
+    """The kernel's environment: this process's, with one BLAS thread and the allocator
+    settings of `lcstats.core.allocator` unless set otherwise
+    (1M learners: the kernel's system time 8.1-8.5 s -> 5.7-6.5 s).
 
     Measured (benchmarks/README.md): one thread costs nothing on the example and at 100,000
     learners, and avoids a 3-3.5x slow-down whenever another process shares the cores (the
@@ -80,7 +76,7 @@ def kernel_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if environ is None else environ)
     for var in BLAS_THREAD_VARIABLES:
         env.setdefault(var, "1")
-    for var, value in MALLOC_VARIABLES.items():
+    for var, value in ENVIRONMENT.items():
         env.setdefault(var, value)
     return env
 

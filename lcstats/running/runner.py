@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lcstats import __version__
+from lcstats.core.allocator import hand_back_freed_memory, keep_freed_memory
 from lcstats.core.errors import InputError, Interrupted, LcstatsError
 from lcstats.core.files import dumps_json, write_atomic, write_json
 from lcstats.core.resources import input_memory_need
@@ -36,6 +37,7 @@ from lcstats.data.inputs import (
     input_hashes,
     params_fingerprint,
     read_inputs,
+    reads_a_database,
 )
 from lcstats.params import INPUT_KEYS, table_location
 from lcstats.running.failures import (
@@ -277,6 +279,7 @@ def run_evaluation(
     Interrupted, KeyboardInterrupt
         After cleaning up, when the run was stopped by a signal; the message says what was left.
     """
+    keep_freed_memory()  # given back once the tables are handed over (`Attempt._execute`)
     options = RunOptions(
         Path(output_dir).resolve(),
         skip_unchanged,
@@ -357,7 +360,7 @@ class Attempt:
             return self._end("failed", EXIT_FAILED, f"failed at step '{READING}': {cause}")
         self.sources = programme.sources
         self.activity_source = programme.activity.source if programme.activity else ""
-        if file_hashes(self.params) is None:  # a database: its rows are known only now
+        if self.options.skip_unchanged and reads_a_database(self.params):  # rows known only now
             skipped = self._skip_if_unchanged(self.hashes)
             if skipped is not None:
                 return skipped
@@ -467,6 +470,7 @@ class Attempt:
             return Failure("failed", EXIT_FAILED, HANDING_OVER, cause, discard=True)
         del programme  # the kernel reads its own copy: one copy of the data in memory
         release_memory()
+        hand_back_freed_memory()
         try:
             with watchdog:
                 self._papermill(staging, handover, cell_limit=self.limits[1])
