@@ -167,3 +167,18 @@ def test_calls_side_by_side_runs_each_call_once_in_order():
     assert [i for i, _ in calls_side_by_side(calls, rows=MIN_ROWS)] == [0, 1, 2, 3]
     names = {name for _, name in calls_side_by_side(calls, rows=MIN_ROWS - 1)}
     assert names == {threading.current_thread().name}  # few rows: in turn, here
+
+
+def test_large_files_are_read_largest_first_small_ones_in_the_given_order(tmp_path, monkeypatch):
+    from lcstats.data import load
+
+    files = {}
+    for table, size in (("learners", 10), ("action_items", 30), ("skill_assessments", 20)):
+        files[table] = tmp_path / f"{table}.csv"
+        files[table].write_bytes(b"x" * size)
+    assert load._read_plan(files) == (list(files), 1)  # 60 bytes: one at a time
+    monkeypatch.setattr(load, "SIDE_BY_SIDE_BYTES", 50)
+    monkeypatch.setattr(load, "usable_cores", lambda: 2)
+    assert load._read_plan(files) == (["action_items", "skill_assessments", "learners"], 2)
+    database = {**files, "learners": load.TableSpec(source="postgresql://h/db", table="t")}
+    assert load._read_plan(database) == (list(files), 1)

@@ -831,17 +831,24 @@ def _with_keys(problems: list[Problem], frame: pd.DataFrame, table: str) -> list
     return out
 
 
-def _read_workers(locations: dict[str, Any]) -> int:
-    """Tables to read at once: one per core when every input is a file and they hold at least
-    `SIDE_BY_SIDE_BYTES` together, else 1."""
-    specs = [as_spec(str(s)) if isinstance(s, str | Path) else s for s in locations.values()]
-    if not all(s.is_file for s in specs):
-        return 1
-    size = 0
-    for spec in specs:
+def _read_plan(locations: dict[str, Any]) -> tuple[list[str], int]:
+    """The tables in the order to read them, and how many at once.
+
+    One per core when every input is a file and they hold at least `SIDE_BY_SIDE_BYTES`
+    together, the largest file first (so that the smaller ones share a core while it is read:
+    1M learners, 308 + 236 + 55 MB, take as long as the largest alone); else one at a time, in
+    the given order.
+    """
+    specs = {t: as_spec(str(s)) if isinstance(s, str | Path) else s for t, s in locations.items()}
+    if not all(s.is_file for s in specs.values()):
+        return list(locations), 1
+    size = dict.fromkeys(specs, 0)
+    for table, spec in specs.items():
         with contextlib.suppress(OSError):  # a missing file is reported when it is read
-            size += Path(spec.path).stat().st_size
-    return usable_cores() if size >= SIDE_BY_SIDE_BYTES else 1
+            size[table] = Path(spec.path).stat().st_size
+    if sum(size.values()) < SIDE_BY_SIDE_BYTES:
+        return list(locations), 1
+    return sorted(locations, key=size.__getitem__, reverse=True), usable_cores()
 
 
 def _load_table(
@@ -1031,8 +1038,9 @@ def _read_all(
     """Read, parse and check each table; the parsed frames and sources that could be read, and
     every problem found.
 
-    Large files are read side by side on the machine's cores (`side_by_side`); small ones, and
-    tables from a database (on the connection they share), one after the other.
+    Large files are read side by side on the machine's cores (`side_by_side`, the largest
+    first); small ones, and tables from a database (on the connection they share), one after
+    the other.
     """
     frames: dict[str, pd.DataFrame] = {}
     sources: dict[str, SourceFile] = {}
@@ -1050,11 +1058,13 @@ def _read_all(
         }
         return _load_table(table, location, options)
 
-    workers = _read_workers(locations)
+    order, workers = _read_plan(locations)
     if workers > 1:
         prepare_schemas(*scale_and_waves)
-    loaded = side_by_side(load, list(locations.items()), workers=workers)
-    for table, (frame, src, found) in zip(locations, loaded, strict=True):
+    found_in_order = side_by_side(load, [(t, locations[t]) for t in order], workers=workers)
+    loaded = dict(zip(order, found_in_order, strict=True))
+    for table in locations:  # problems and tables in the given order, whatever the read order
+        frame, src, found = loaded[table]
         problems.extend(found)
         if frame is not None:
             frames[table], sources[table] = frame, src
