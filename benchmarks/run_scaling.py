@@ -18,8 +18,10 @@ Limits: a run is stopped (its whole process tree killed) after ``--time-limit`` 
 the tree's RSS passes ``--mem-limit-gb``; the table then says so, and which process held the
 memory.
 
-``--steps N [N ...]`` runs the evaluation's steps in one plain Python process instead (no
-papermill, no kernel) for the given sizes, with per-step wall time, RSS high-water mark (reset
+``--steps N [N ...]`` runs the evaluation's steps (load, outcomes, effects, diagnostics, design,
+results, report) in one plain Python process instead (no papermill, no kernel, but the
+environment a run gives its kernel: one BLAS thread, the allocator settings of
+``lcstats.core.allocator``) for the given sizes, with per-step wall time, RSS high-water mark (reset
 before each step through ``/proc/self/clear_refs``) and RSS growth; add ``--tracemalloc`` for
 Python-level peaks too (numpy registers with tracemalloc; Arrow-backed pandas strings do not,
 and tracemalloc slows the steps down, so times are then not comparable).
