@@ -96,9 +96,20 @@ def _report_outcome(outcome) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from lcstats.running.runner import install_termination_handler, run_evaluation
+    from lcstats.core.allocator import keep_freed_memory
+    from lcstats.core.errors import install_termination_handler
+    from lcstats.running.kernel import NOTEBOOK_DIR, RunKernel
 
     install_termination_handler()
+    keep_freed_memory()  # before any thread starts (see lcstats.core.allocator)
+    # the kernel starts (and imports the statistics) while this process imports the rest
+    kernel = None if args.skip_unchanged else RunKernel(NOTEBOOK_DIR)
+    try:
+        from lcstats.running.runner import run_evaluation
+    except BaseException:  # Ctrl-C or SIGTERM meanwhile: the run would have stopped it
+        if kernel is not None:
+            kernel.stop()
+        raise
     outcome = run_evaluation(
         args.params,
         output_dir=args.output_dir,
@@ -106,14 +117,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         timeout_minutes=args.timeout,
         wait=args.wait,
         pdf=args.pdf,
+        kernel=kernel,
     )
     _report_outcome(outcome)
     return outcome.exit_code
 
 
 def _cmd_run_all(args: argparse.Namespace) -> int:
+    from lcstats.core.errors import install_termination_handler
     from lcstats.running.run_all import run_all
-    from lcstats.running.runner import install_termination_handler
 
     def progress(done: int, total: int, outcome) -> None:
         where = f" -> {outcome.run_dir}" if outcome.run_dir else ""

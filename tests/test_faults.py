@@ -80,7 +80,8 @@ def lcstats(*args: str, timeout: float = 180) -> Result:
 
 DRIVER = """
 import sys
-from lcstats.running.runner import install_termination_handler, run_evaluation
+from lcstats.core.errors import install_termination_handler
+from lcstats.running.runner import run_evaluation
 install_termination_handler()
 o = run_evaluation(sys.argv[1], output_dir=sys.argv[2], notebook=sys.argv[3])
 print(o.run_dir or "")

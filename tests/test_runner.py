@@ -314,3 +314,25 @@ def test_killed_run_leaves_nothing_that_blocks_the_next_and_no_kernel(
     outcome = run_evaluation(params, output_dir=reports)
     assert outcome.status == "succeeded", outcome.message
     assert (reports / "killed" / "latest").resolve() == outcome.run_dir.resolve()
+
+
+def test_a_kernel_started_by_the_caller_is_used_and_stopped(
+    small_programme_dir, tmp_path, monkeypatch
+):
+    """The command line starts the kernel before importing the rest: the run must use that
+    kernel (start no other) and stop it."""
+    from lcstats.running import runner
+    from lcstats.running.kernel import NOTEBOOK_DIR, RunKernel
+
+    kernel = RunKernel(NOTEBOOK_DIR)
+    pid = kernel.pid if kernel.km else None
+    assert pid in [p.pid for p in kernel_processes()]
+
+    def no_second_kernel(*args, **kwargs):
+        raise AssertionError("the run started a kernel of its own")
+
+    monkeypatch.setattr(runner, "RunKernel", no_second_kernel)
+    params = write_params(tmp_path / "small.yaml", small_programme_dir, evaluation="small")
+    outcome = run_evaluation(params, output_dir=tmp_path / "reports", kernel=kernel)
+    assert outcome.status == "succeeded", outcome.message
+    assert pid not in kernels_left()  # stopped: its process has ended

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -102,3 +103,12 @@ class Interrupted(BaseException):
     def exit_code(self) -> int:
         """The shell's convention: 128 + signal number (130 for Ctrl-C, 143 for SIGTERM)."""
         return 128 + self.signum
+
+
+def install_termination_handler() -> None:
+    """Make SIGTERM stop a run the way Ctrl-C does (the run cleans up, then exits 143)."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, handler)

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from jupyter_client.manager import AsyncKernelManager
 
 T = TypeVar("T")
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"  # the kernel's working folder
 KERNEL_NAME = "lcstats"
 STOP_WAIT_S = 60.0
 WARM_IMPORTS = (

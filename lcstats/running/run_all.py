@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from lcstats.core.errors import InputError, Interrupted
+from lcstats.core.errors import InputError, Interrupted, install_termination_handler
 from lcstats.running.locks import evaluation_lock
 from lcstats.running.run_folder import remove_stale_partials
 from lcstats.running.runner import (
     EXIT_FAILED,
     RunOutcome,
-    install_termination_handler,
     run_evaluation,
     time_limits,
 )

@@ -49,7 +49,7 @@ from lcstats.running.failures import (
     failure_page,
     timeout_cause,
 )
-from lcstats.running.kernel import KERNEL_NAME, KernelBusy, RunKernel
+from lcstats.running.kernel import KERNEL_NAME, NOTEBOOK_DIR, KernelBusy, RunKernel
 from lcstats.running.ledger import LedgerError, RunRecord, last_success, record_run
 from lcstats.running.locks import EvaluationBusy, evaluation_lock
 from lcstats.running.run_folder import (
@@ -80,7 +80,6 @@ if TYPE_CHECKING:
     from lcstats.params import Params
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-NOTEBOOK_DIR = PACKAGE_DIR.parent / "notebooks"
 EVALUATION_NOTEBOOK = "evaluation.ipynb"
 HANDOVER_FILE = ".validated-inputs.pickle"
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
@@ -228,15 +227,6 @@ def within(seconds: float, work: Callable[[], T]) -> T:
     return box["value"]
 
 
-def install_termination_handler() -> None:
-    """Make SIGTERM stop a run the way Ctrl-C does (the run cleans up, then exits 143)."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise Interrupted(signum)
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -250,6 +240,7 @@ def run_evaluation(
     timeout_minutes: float | None = None,
     wait: bool = False,
     pdf: bool = False,
+    kernel: RunKernel | None = None,
 ) -> RunOutcome:
     """Run one evaluation end to end and return what happened (never raises for bad input).
 
@@ -273,6 +264,9 @@ def run_evaluation(
         When the evaluation is already running, wait for that run instead of refusing.
     pdf : bool
         Also print the report to ``report.pdf`` (headless Chromium).
+    kernel : RunKernel, optional
+        The notebook's kernel, already starting in `NOTEBOOK_DIR` (the command line starts it
+        before importing the rest); by default the run starts one. The run stops it.
 
     Raises
     ------
@@ -288,18 +282,20 @@ def run_evaluation(
         wait,
         pdf=pdf,
     )
-    return Attempt(Path(params_path), options).run()
+    return Attempt(Path(params_path), options, kernel).run()
 
 
 class Attempt:
     """One attempt at a run: the state its steps share, and the steps in order."""
 
-    def __init__(self, params_path: Path, options: RunOptions) -> None:
+    def __init__(
+        self, params_path: Path, options: RunOptions, kernel: RunKernel | None = None
+    ) -> None:
         self.params_path, self.options = params_path, options
         self.root = options.output_dir
         self.started, self.t0 = _now(), time.perf_counter()
         self.nb_in = options.notebook or NOTEBOOK_DIR / EVALUATION_NOTEBOOK
-        self.kernel: RunKernel | None = None
+        self.kernel = kernel
         self.params: Params | None = None
         self.folder: RunFolder | None = None
         self.fingerprints: dict[str, str] = {}
@@ -314,7 +310,7 @@ class Attempt:
 
     def run(self) -> RunOutcome:
         """Do the attempt; always stop the kernel; record interrupts before re-raising them."""
-        if not self.options.skip_unchanged:
+        if self.kernel is None and not self.options.skip_unchanged:
             self.kernel = RunKernel(self.nb_in.parent)  # it warms up while we check the inputs
         try:
             return self._run()
