@@ -1,5 +1,3 @@
-import sys
+from lcstats.cli import entry
 
-from lcstats.cli import main
-
-sys.exit(main())
+entry()

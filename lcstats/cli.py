@@ -7,6 +7,7 @@ do); 1 any other failure.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -105,6 +106,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # the kernel starts (and imports the statistics) while this process imports the rest
     kernel = None if args.skip_unchanged else RunKernel(NOTEBOOK_DIR)
     try:
+        if kernel is not None:
+            kernel.wait_started()
         from lcstats.running.runner import run_evaluation
     except BaseException:  # Ctrl-C or SIGTERM meanwhile: the run would have stopped it
         if kernel is not None:
@@ -404,5 +407,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def entry() -> None:
+    """The ``lcstats`` console script: `main`, then exit without a last sweep of the heap.
+
+    The interpreter's exit collects garbage over every object the run imported or made (0.47 s
+    of the example's 7-8 s, measured; 0.05 s frozen). Output is flushed and exit handlers run
+    as usual. Not in `main`: a process that goes on (a test session) must keep collecting.
+    """
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

@@ -336,3 +336,64 @@ def test_a_kernel_started_by_the_caller_is_used_and_stopped(
     outcome = run_evaluation(params, output_dir=tmp_path / "reports", kernel=kernel)
     assert outcome.status == "succeeded", outcome.message
     assert pid not in kernels_left()  # stopped: its process has ended
+
+
+def _user_expressions(km, expressions: dict[str, str]) -> dict[str, str]:
+    """Evaluate expressions in a started kernel; their text forms by name."""
+    from jupyter_core.utils import run_sync
+
+    client = km.client()
+    client.start_channels()
+    try:
+        run_sync(client.wait_for_ready)(timeout=120)
+        msg_id = client.execute("", silent=True, user_expressions=expressions)
+        while True:
+            reply = run_sync(client.get_shell_msg)(timeout=120)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+    finally:
+        client.stop_channels()
+    found = reply["content"]["user_expressions"]
+    return {name: found[name]["data"]["text/plain"] for name in expressions}
+
+
+def test_the_run_kernel_is_launched_first_keeps_no_history_and_freezes_its_imports():
+    """The command line waits only for the kernel's launch; the kernel then imports the
+    statistics, takes them out of the garbage collector's sweeps and writes no input history."""
+    from lcstats.running.kernel import NOTEBOOK_DIR, RunKernel
+
+    kernel = RunKernel(NOTEBOOK_DIR)
+    try:
+        kernel.wait_started()
+        assert kernel.pid in [p.pid for p in kernel_processes()]
+        found = kernel.run(
+            lambda km: _user_expressions(
+                km,
+                {
+                    "frozen": "__import__('gc').get_freeze_count()",
+                    "history": "get_ipython().history_manager.enabled",
+                    "imported": "'lcstats.reporting.report' in __import__('sys').modules",
+                },
+            ),
+            timeout=180,
+        )
+    finally:
+        kernel.stop()
+    assert int(found["frozen"]) > 100_000  # the warm-up's objects
+    assert found["history"] == "False"
+    assert found["imported"] == "True"
+
+
+def test_the_console_entry_exits_with_mains_code_after_freezing_the_heap(monkeypatch):
+    import gc
+
+    from lcstats import cli
+
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            cli.entry()
+        assert stop.value.code == 3
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

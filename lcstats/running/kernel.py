@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as futures_wait
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -46,6 +47,12 @@ WARM_IMPORTS = (
     "lcstats.estimation.designs, lcstats.estimation.survival, lcstats.reporting.report, "
     "lcstats.reporting.results"
 )
+# After the warm-up imports, the objects they made (about a million) leave the collector's
+# generations: the garbage collector no longer walks them in every full collection (the
+# example's diagnostics 0.60-0.74 s -> 0.31-0.46 s, 5 runs each, interleaved).
+FREEZE = "import gc; gc.freeze()"
+# No input history database: nothing reads it, and kernels of runs side by side would share it.
+KERNEL_SETTINGS = ("--HistoryManager.enabled=False",)
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -123,7 +130,10 @@ def start_kernel(cwd: str | Path, *, warm_imports: str = WARM_IMPORTS) -> AsyncK
     run_sync(km.start_kernel)(
         cwd=str(cwd),
         env=kernel_environment(),
-        extra_arguments=[f"--IPKernelApp.exec_lines={warm_imports}"] if warm_imports else [],
+        extra_arguments=[
+            *KERNEL_SETTINGS,
+            *([f"--IPKernelApp.exec_lines={warm_imports}; {FREEZE}"] if warm_imports else []),
+        ],
     )
     return km
 
@@ -195,6 +205,14 @@ class RunKernel:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="lcstats-kernel")
         self._started = self._thread.submit(start_kernel, cwd, warm_imports=warm_imports)
         self._stopped = False
+
+    def wait_started(self) -> None:
+        """Wait until the kernel's process is launched (or its start failed: `km` raises that).
+
+        The kernel then imports the statistics on the other core; started from a thread while
+        this one imports, it was launched 0.5 s after the run's start instead of 0.2 s.
+        """
+        futures_wait([self._started])
 
     @property
     def km(self) -> AsyncKernelManager:
