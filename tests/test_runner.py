@@ -371,6 +371,7 @@ def test_the_run_kernel_is_launched_first_keeps_no_history_and_freezes_its_impor
                 km,
                 {
                     "frozen": "__import__('gc').get_freeze_count()",
+                    "collecting": "__import__('gc').isenabled()",
                     "history": "get_ipython().history_manager.enabled",
                     "imported": "'lcstats.reporting.report' in __import__('sys').modules",
                 },
@@ -380,6 +381,7 @@ def test_the_run_kernel_is_launched_first_keeps_no_history_and_freezes_its_impor
     finally:
         kernel.stop()
     assert int(found["frozen"]) > 100_000  # the warm-up's objects
+    assert found["collecting"] == "True"  # off only while the warm-up imports
     assert found["history"] == "False"
     assert found["imported"] == "True"
 
@@ -397,3 +399,23 @@ def test_the_console_entry_exits_with_mains_code_after_freezing_the_heap(monkeyp
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_a_failed_warm_up_import_leaves_the_kernel_collecting_garbage():
+    from lcstats.running.kernel import NOTEBOOK_DIR, RunKernel
+
+    kernel = RunKernel(NOTEBOOK_DIR, warm_imports="import lcstats_has_no_such_module")
+    try:
+        found = kernel.run(
+            lambda km: _user_expressions(
+                km,
+                {
+                    "collecting": "__import__('gc').isenabled()",
+                    "imported": "'lcstats_has_no_such_module' in __import__('sys').modules",
+                },
+            ),
+            timeout=180,
+        )
+    finally:
+        kernel.stop()
+    assert found == {"collecting": "True", "imported": "False"}
