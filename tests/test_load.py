@@ -411,6 +411,34 @@ def test_rows_for_unknown_learners_are_rejected_when_asked(make):
     assert assessments.rows == (4,) and "'X1'" in assessments.message
 
 
+def test_unknown_learners_are_excluded_alike_when_looked_up_side_by_side(make, monkeypatch):
+    from lcstats.core import threads
+
+    folder = make(
+        action_items=setcell("learner_id", {3: "L99999", 8: "L99999"}),
+        skill_assessments=setcell("learner_id", {2: "X1"}),
+    )
+    in_turn = load(folder)
+    monkeypatch.setattr(threads, "MIN_ROWS", 0)  # any size runs side by side
+    assert threads.workers_for(1) > 1 or threads.usable_cores() == 1
+    side = load(folder)
+    assert side.excluded == in_turn.excluded
+    for table in ("learners", "action_items", "skill_assessments"):
+        pd.testing.assert_frame_equal(getattr(side, table), getattr(in_turn, table))
+
+
+def test_the_unknown_learner_check_is_left_out_once_they_were_excluded():
+    from lcstats.data.contract import cross_table_problems
+
+    learners = pd.DataFrame({"learner_id": ["L1", "L2"]}, dtype="str")
+    items = pd.DataFrame({"learner_id": ["L1", "L9"]}, dtype="str")
+    assessments = pd.DataFrame({"learner_id": ["L2"]}, dtype="str")
+    sources = {t: f"{t}.csv" for t in ("learners", "action_items", "skill_assessments")}
+    found = cross_table_problems(learners, items, assessments, sources)
+    assert [(p.column, p.rows) for p in found] == [("learner_id", (3,))]
+    assert cross_table_problems(learners, items, assessments, sources, unknown_learners=False) == []
+
+
 @pytest.mark.parametrize(
     "bad", ["31/02/2026", "tomorrow", "2026-02-30", "2026-13-01", "2026-02-1399", "46000"]
 )

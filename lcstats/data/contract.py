@@ -698,13 +698,15 @@ def cross_table_problems(
     sources: dict[str, str],
     *,
     treatment: str = "coached",
+    unknown_learners: bool = True,
 ) -> list[Problem]:
     """Checks that span tables or columns: unknown learners, date order, coaching counts.
 
-    Missing or unreadable values (reported elsewhere) are never reported again here.
+    Missing or unreadable values (reported elsewhere) are never reported again here. Rows naming
+    unknown learners are looked for only when `unknown_learners` (not once they were excluded).
     """
     problems: list[Problem] = []
-    if "learner_id" in learners and learners["learner_id"].notna().all():
+    if unknown_learners and "learner_id" in learners and learners["learner_id"].notna().all():
         known = learners["learner_id"]
         for table, frame in (
             ("action_items", action_items),

@@ -18,6 +18,7 @@ import io
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from lcstats.core.display import summary_html
 from lcstats.core.errors import InputError, Problem
 from lcstats.core.options import TABLES, UNKNOWN_LEARNERS, check_choice
 from lcstats.core.resources import check_input_size
-from lcstats.core.threads import side_by_side, usable_cores, workers_for
+from lcstats.core.threads import calls_side_by_side, side_by_side, usable_cores, workers_for
 from lcstats.data.contract import (
     BINARY_COLUMNS,
     REQUIRED_COLUMNS,
@@ -876,16 +877,21 @@ def _load_table(
 
 
 def _exclude_unknown(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, int]]:
-    """Drop rows naming learners absent from the learners table (in place); counts by table."""
+    """Drop rows naming learners absent from the learners table (in place); counts by table.
+
+    The tables are looked up side by side on the machine's cores when they are large."""
     known = frames["learners"]["learner_id"]
     excluded: dict[str, dict[str, int]] = {}
     if known.isna().any():
         return excluded  # missing learner ids are reported as problems
-    for table in [
-        t for t in ("action_items", "skill_assessments", "coaching_sessions") if t in frames
-    ]:
+    tables = [t for t in ("action_items", "skill_assessments", "coaching_sessions") if t in frames]
+    found = calls_side_by_side(
+        [partial(is_in, frames[t]["learner_id"], known) for t in tables],
+        rows=sum(len(frames[t]) for t in tables),
+    )
+    for table, is_known in zip(tables, found, strict=True):
         frame = frames[table]
-        unknown = ~is_in(frame["learner_id"], known) & frame["learner_id"].notna().to_numpy()
+        unknown = ~is_known & frame["learner_id"].notna().to_numpy()
         if unknown.any():
             frames[table] = frame[~unknown]
             excluded[table] = {UNKNOWN_LEARNER: int(unknown.sum())}
@@ -1003,6 +1009,7 @@ def load_programme(
                 frames["action_items"],
                 frames["skill_assessments"],
                 {t: s.path for t, s in sources.items()},
+                unknown_learners=unknown_learners == "reject",  # else excluded already
             )
         )
     if problems:
