@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import threading
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from threadpoolctl import threadpool_info
 
+import lcstats
 from lcstats.core.threads import side_by_side, usable_cores
 
 
@@ -182,3 +185,16 @@ def test_large_files_are_read_largest_first_small_ones_in_the_given_order(tmp_pa
     assert load._read_plan(files) == (["action_items", "skill_assessments", "learners"], 2)
     database = {**files, "learners": load.TableSpec(source="postgresql://h/db", table="t")}
     assert load._read_plan(database) == (list(files), 1)
+
+
+def test_the_package_multiplies_matrices_with_np_dot_not_the_operator():
+    # numpy's `@` (np.matmul) holds the interpreter lock around OpenBLAS, np.dot releases it:
+    # threads side by side multiply with `@` one at a time (benchmarks/matmul_lock.py)
+    root = Path(lcstats.__file__).parent
+    found = [
+        f"{path.relative_to(root.parent)}:{node.lineno}"
+        for path in sorted(root.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.BinOp | ast.AugAssign) and isinstance(node.op, ast.MatMult)
+    ]
+    assert found == []

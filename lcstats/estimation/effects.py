@@ -323,7 +323,7 @@ def _crossprod(
     rows are taken ``CHUNK_ROWS`` at a time, which avoids an n x k temporary.
     """
     if weights is None and rows is None:
-        return x.T @ x
+        return np.dot(x.T, x)
     k = x.shape[1]
     out = np.zeros((k, k))
     root = np.sqrt(weights) if weights is not None else None
@@ -334,7 +334,7 @@ def _crossprod(
             block = block * root[start:stop, None]
         if rows is not None:
             block = block[rows[start:stop]]
-        out += block.T @ block
+        out += np.dot(block.T, block)
     return out
 
 
@@ -349,7 +349,7 @@ def _scaled_pinv(xtx: np.ndarray) -> tuple[np.ndarray, int]:
     scale = np.where(scale > 0, scale, 1.0)
     vals, vecs = np.linalg.eigh(xtx / np.outer(scale, scale))
     keep = vals > RANK_TOL
-    inv = (vecs[:, keep] / vals[keep]) @ vecs[:, keep].T
+    inv = np.dot(vecs[:, keep] / vals[keep], vecs[:, keep].T)
     return inv / np.outer(scale, scale), int(keep.sum())
 
 
@@ -358,7 +358,7 @@ def _leverage(x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     out = np.empty(x.shape[0])
     for start in range(0, x.shape[0], CHUNK_ROWS):
         block = x[start : start + CHUNK_ROWS]
-        out[start : start + CHUNK_ROWS] = np.einsum("ij,ij->i", block @ matrix, block)
+        out[start : start + CHUNK_ROWS] = np.einsum("ij,ij->i", np.dot(block, matrix), block)
     return out
 
 
@@ -395,11 +395,11 @@ def _logit_pass(
     for start in range(0, n, CHUNK_ROWS):
         stop = start + CHUNK_ROWS
         block = x[start:stop]
-        e = 1 / (1 + np.exp(-(block @ params)))
+        e = 1 / (1 + np.exp(-np.dot(block, params)))
         score[start:stop] = e
-        grad += block.T @ (t[start:stop] - e)
+        grad += np.dot(block.T, t[start:stop] - e)
         root = block * np.sqrt(e * (1 - e))[:, None]
-        info += root.T @ root
+        info += np.dot(root.T, root)
     return score, grad, info
 
 
@@ -530,10 +530,10 @@ def fit_outcome(
             + ", so coached and uncoached learners cannot be compared on them; remove or merge "
             "the covariate (or category) that decides who was coached"
         )
-    beta = xtx_inv @ (x.T @ np.where(mask, y, 0.0))
-    fitted = x @ beta
-    beta = beta + xtx_inv @ (x.T @ np.where(mask, y - fitted, 0.0))  # refinement
-    fitted = x @ beta
+    beta = np.dot(xtx_inv, np.dot(x.T, np.where(mask, y, 0.0)))
+    fitted = np.dot(x, beta)
+    beta = beta + np.dot(xtx_inv, np.dot(x.T, np.where(mask, y - fitted, 0.0)))  # refinement
+    fitted = np.dot(x, beta)
     return _Outcome(fitted, np.where(mask, y - fitted, 0.0), xtx_inv, mask)
 
 
@@ -663,7 +663,7 @@ def _correction(
 ) -> np.ndarray:
     """Influence of estimated nuisance parameters: n * x_i' M g * factor_i."""
     n = x.shape[0]
-    return n * (x @ (matrix @ grad)) * factor
+    return n * np.dot(x, np.dot(matrix, grad)) * factor
 
 
 @dataclass(frozen=True)
@@ -746,7 +746,7 @@ def _weighted_term(
         moved = weighting.d_weight * r
         if weighting.d_divisor is not None:
             moved = moved - weighting.d_divisor * delta
-        grad_gamma = (s.x.T @ moved) / (n * div_mean)
+        grad_gamma = np.dot(s.x.T, moved) / (n * div_mean)
     own_r = r if left_out is None else r * left_out
     own = (weighting.weight * own_r - weighting.divisor * delta) / div_mean
     score = s.t - prop.score if prop is not None else None
@@ -758,7 +758,7 @@ def _weighted_term(
             score = _left_out(score, s.leverage("logit"))
     if weighting.d_weight is not None:
         own = own + _correction(s.x, prop.hessian_inv, grad_gamma, score)
-    return delta, own, (s.x.T @ weighting.weight) / (n * div_mean)
+    return delta, own, np.dot(s.x.T, weighting.weight) / (n * div_mean)
 
 
 def _arm(
@@ -788,7 +788,7 @@ def _arm(
         fitted = fit.fitted
         mu = float(np.dot(base, fitted) / base.sum())
         psi = base * (fitted - mu) / base_mean
-        grad_beta = (s.x.T @ base) / (n * base_mean)
+        grad_beta = np.dot(s.x.T, base) / (n * base_mean)
         if small_sample:
             left_out = _left_out(np.ones(n), s.leverage(f"outcome{group}"))
     elif small_sample and weighting is not None:

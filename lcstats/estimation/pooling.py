@@ -339,8 +339,8 @@ def _i2_h2(var: np.ndarray, tau2: float) -> tuple[float, float]:
 def _pm_converged(y: np.ndarray, var: np.ndarray, tau2: float) -> bool:
     """Whether tau² solves Paule-Mandel's equation (generalised Q = k - 1, or tau² = 0)."""
     w = 1 / (var + tau2)
-    mu = w @ y / w.sum()
-    q_gen = w @ (y - mu) ** 2
+    mu = np.dot(w, y) / w.sum()
+    q_gen = np.dot(w, (y - mu) ** 2)
     if tau2 <= 0:
         return bool(q_gen <= len(y) - 1 + 1e-8)
     return bool(abs(q_gen - (len(y) - 1)) <= 1e-6 * (len(y) - 1))

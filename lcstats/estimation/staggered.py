@@ -363,7 +363,7 @@ class _Clusters:
     def vcov(self, psi: np.ndarray) -> np.ndarray:
         """Covariance of the estimates whose influence values are the columns of ``psi``."""
         sums, adj = self.contributions(psi)
-        return adj * (sums.T @ sums) / psi.shape[0] ** 2
+        return adj * np.dot(sums.T, sums) / psi.shape[0] ** 2
 
     def critical(self, alpha: float) -> float:
         """Pointwise critical value: normal, or t with clusters - 1 degrees of freedom."""
@@ -426,7 +426,7 @@ def _band_critical(
     step = max(1, BOOT_CHUNK // sums.shape[0])
     for start in range(0, n_boot, step):
         stop = min(n_boot, start + step)
-        draws = _mammen(rng, (stop - start, sums.shape[0])) @ sums
+        draws = np.dot(_mammen(rng, (stop - start, sums.shape[0])), sums)
         sup[start:stop] = np.max(np.abs(draws) * scale, axis=1)
     return max(float(np.quantile(sup, 1 - alpha, method="inverted_cdf")), pointwise)
 
@@ -449,7 +449,7 @@ def _pre_trend(
     g = clusters.n_clusters if clusters.codes is not None else psi.shape[0]
     if np.linalg.matrix_rank(vcov) < k or g <= k:
         return PreTrendTest(math.nan, k, math.nan, scope=scope)
-    wald = float(theta @ np.linalg.solve(vcov, theta))
+    wald = float(np.dot(theta, np.linalg.solve(vcov, theta)))
     t2 = wald if clusters.codes is not None else wald * (g - 1) / g
     f_stat = t2 * (g - k) / (k * (g - 1))
     p = float(stats.f.sf(f_stat, k, g - k))

@@ -380,7 +380,7 @@ def _cluster_scores(model: object, params: np.ndarray, groups: np.ndarray) -> np
     One covariate at a time, so that memory stays O(n) whatever the number of covariates.
     """
     time, x = model.endog, model.exog
-    eta = x @ params
+    eta = np.dot(x, params)
     risk = np.exp(eta - eta.max())
     failed = model.status > 0
     fail_times, n_fail = np.unique(time[failed], return_counts=True)
@@ -416,7 +416,7 @@ def cluster_covariance(model: object, params: np.ndarray, groups: np.ndarray) ->
     """
     sums = _cluster_scores(model, params, groups)
     hess_inv = np.linalg.inv(model.hessian(params))
-    return hess_inv @ (sums.T @ sums) @ hess_inv
+    return np.dot(np.dot(hess_inv, np.dot(sums.T, sums)), hess_inv)
 
 
 SAMPLE_SEED = 20261201  # the draw of `sample_units`: the same items give the same sample
