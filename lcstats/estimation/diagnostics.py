@@ -11,7 +11,8 @@ subgroup and manager analyses of an outcome run on one compact copy of its sampl
 each of their many estimates neither copies the whole learner table nor codes its text again.
 Their estimates equal those on the original table: a subgroup has its own propensity and
 outcome models, which the maths does not let one fit share. These analyses, for both outcomes,
-run side by side on the machine's cores (`lcstats.core.threads.side_by_side`).
+and the balance of the covariates run side by side on the machine's cores
+(`lcstats.core.threads.side_by_side`).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from lcstats.estimation.sensitivity import EValue, control_sd, evalue_from_estim
 from lcstats.outcomes.learner import LearnerOutcomes
 
 SUBGROUP_VARIABLES = ("role", "cohort", "manager_coached")
-ANALYSES = ("subgroups", "dose", "cohorts", "manager")  # by time taken, the longest first
+ANALYSES = ("subgroups", "dose", "cohorts", "manager", "balance")  # by time, the longest first
 MAY_FAIL = {"manager": "manager coaching", "cohorts": "pooling across cohorts"}  # and their names
 
 
@@ -130,7 +131,8 @@ def diagnose(
     if propensity is None:
         propensity = propensity_scores(sample, treatment=treatment, covariates=covs)
     treated = sample[treatment].to_numpy(dtype=int)
-    balance = balance_from_propensity(
+    balance = partial(
+        balance_from_propensity,
         sample,
         treatment=treatment,
         covariates=covs,
@@ -138,7 +140,6 @@ def diagnose(
         method="overlap" if estimand == "ATO" else "ipw",
         estimand=estimand,
     )
-    overlap = overlap_summary(propensity, treated)
     by_outcome = _by_outcome(
         outcomes,
         effects,
@@ -149,8 +150,10 @@ def diagnose(
         estimand=estimand,
         alpha=alpha,
         min_group_size=min_group_size,
+        balance=balance,
     )
-    return Diagnostics(balance, overlap, propensity, treated, **by_outcome)
+    overlap = overlap_summary(propensity, treated)
+    return Diagnostics(by_outcome.pop("balance"), overlap, propensity, treated, **by_outcome)
 
 
 def _estimated_propensity(
@@ -205,9 +208,11 @@ def _by_outcome(
     estimand: str,
     alpha: float,
     min_group_size: int,
-) -> dict[str, dict]:
+    balance: Callable[[], Balance],
+) -> dict[str, Any]:
     """E-values, dose-response, subgroup and manager effects of each outcome, its effect within
-    each cohort pooled (random effects), and what was skipped.
+    each cohort pooled (random effects), and what was skipped; and the ``balance`` computed
+    side by side with them.
 
     Each uses the outcome's own analysis sample; the result holds the fields of `Diagnostics`
     from ``evalues`` to ``cohorts``. Cohorts with fewer than ``min_group_size`` coached or
@@ -222,9 +227,7 @@ def _by_outcome(
     )
     pooled = "cohort" in data and data["cohort"].nunique() >= 2
     fit = {"method": headline_method, "alpha": alpha, "min_group_size": min_group_size}
-    result: dict[str, dict] = {
-        k: {} for k in ("evalues", "dose", "subgroups", "manager", "cohorts")
-    }
+    result: dict[str, Any] = {k: {} for k in ("evalues", "dose", "subgroups", "manager", "cohorts")}
     tasks: list[tuple[str, str, Callable[[], Any]]] = []  # (analysis, outcome, what computes it)
     for outcome, smp in effects.samples.items():
         covs = outcome_covariates(outcome, covariates)
@@ -249,6 +252,7 @@ def _by_outcome(
             has_manager=has_manager,
         )
         tasks += [(kind, outcome, task) for kind, task in analyses.items()]
+    tasks.append(("balance", "follow_through", balance))
     tasks.sort(key=lambda task: ANALYSES.index(task[0]))  # the longest first, for the threads
     skipped = {}
     found = side_by_side(
@@ -257,7 +261,9 @@ def _by_outcome(
         workers=workers_for(len(data)),
     )
     for (kind, outcome, _), value in zip(tasks, found, strict=True):
-        if isinstance(value, EstimationError):
+        if kind == "balance":
+            result["balance"] = value
+        elif isinstance(value, EstimationError):
             skipped[f"{MAY_FAIL[kind]} ({outcome})"] = str(value)
         else:
             result[kind][outcome] = value
