@@ -1172,3 +1172,21 @@ def test_leverages_are_the_hat_matrix_diagonals(data):
     hat = root @ np.linalg.inv(root.T @ root) @ root.T
     np.testing.assert_allclose(s.leverage("logit"), np.diag(hat), rtol=1e-9)
     assert s.leverage("logit").sum() == pytest.approx(x.shape[1])  # trace = parameters
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [
+        np.array([7.0, 2.0, 7.0, 4.0, 0.0]),  # the diagnostics' codes: small whole numbers
+        np.array([3, 10**9, 3, 5]),  # too far apart to count: factorised
+        np.array([1.0, np.nan, 2.0, 1.0]),  # a missing cluster
+        np.array([1.5, 2.0, 1.5]),
+        np.array([-1, 3, 3, 0]),
+        np.array(["b", "a", "b"], dtype=object),
+    ],
+)
+def test_cluster_codes_are_those_of_factorize(groups):
+    from lcstats.estimation.effects import _cluster_codes
+
+    expected = pd.factorize(groups, sort=True)[0]
+    np.testing.assert_array_equal(_cluster_codes(groups), expected)

@@ -601,6 +601,31 @@ def test_duplicate_learner_skill_and_wave(make, mini):
     assert f"{key['learner_id']} / {key['skill']} / {key['wave']}" in p.message
 
 
+@pytest.mark.parametrize("spread", [3, 50, 10**7], ids=["few keys", "many keys", "64 bits"])
+def test_the_key_check_finds_the_rows_duplicated_does(spread, monkeypatch):
+    import numpy as np
+
+    import lcstats.data.contract as contract
+
+    if spread == 10**7:  # 9 parts of 200 values: the combined code would overflow 64 bits
+        key = list("abcdefghi")
+        monkeypatch.setattr(contract, "ASSESSMENT_KEY", tuple(key))
+        n = 200
+        rng = np.random.default_rng(1)
+        frame = pd.DataFrame({c: rng.integers(0, spread, n).astype(str) for c in key})
+        frame.iloc[[5, 9]] = frame.iloc[[0, 0]].to_numpy()
+    else:
+        rng = np.random.default_rng(spread)
+        n, key = 2000, list(contract.ASSESSMENT_KEY)
+        frame = pd.DataFrame(
+            {c: pd.Series(rng.integers(0, spread, n).astype(str), dtype="str") for c in key}
+        )
+        frame.loc[rng.choice(n, 40, replace=False), "skill"] = None  # missing values: equal
+    expected = ~frame[key].duplicated(keep=False)
+    assert not expected.all()  # there are repeated keys to find
+    pd.testing.assert_series_equal(contract._once_per_key(frame), expected, check_names=False)
+
+
 @pytest.mark.parametrize("blank", ["", "   "])
 def test_empty_required_values(make, blank):
     p = only(problems_of(make(learners=setcell("team_id", {2: blank, 9: blank}))))

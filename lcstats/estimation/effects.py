@@ -567,7 +567,7 @@ class _Sample:
     @cached_property
     def cluster_codes(self) -> np.ndarray | None:
         """Each learner's cluster as a code 0..G-1 (None without clustering)."""
-        return None if self.groups is None else pd.factorize(self.groups, sort=True)[0]
+        return None if self.groups is None else _cluster_codes(self.groups)
 
     def propensity(self, estimand: str, *, allow_extreme: bool = False) -> _Propensity:
         """The propensity model (see `fit_propensity`), fitted on the first call."""
@@ -880,8 +880,27 @@ def _variance_codes(psi: np.ndarray, codes: np.ndarray | None) -> tuple[float, i
 
 def _variance(psi: np.ndarray, groups: np.ndarray | None) -> tuple[float, int | None]:
     """Sandwich variance of a mean of influence values, cluster-robust when groups are given."""
-    codes = None if groups is None else pd.factorize(groups, sort=True)[0]
+    codes = None if groups is None else _cluster_codes(groups)
     return _variance_codes(psi, codes)
+
+
+def _cluster_codes(groups: np.ndarray) -> np.ndarray:
+    """Each learner's cluster as a code 0..G-1 in sorted order, ``pd.factorize(groups,
+    sort=True)[0]``; by counting when the clusters are already small whole numbers (the
+    diagnostics' integer codes), which at 1M learners saves 20 ms of each of their 42 refits.
+
+    Examples
+    --------
+    >>> _cluster_codes(np.array([7.0, 2.0, 7.0, 4.0])).tolist()
+    [2, 0, 2, 1]
+    """
+    if groups.dtype.kind in "iuf" and len(groups):
+        if groups.dtype.kind == "f" and not np.isfinite(groups).all():
+            return pd.factorize(groups, sort=True)[0]
+        whole = groups.astype(np.int64)
+        if (whole == groups).all() and whole.min() >= 0 and whole.max() < 4 * len(groups) + 1024:
+            return np.cumsum(np.bincount(whole) > 0)[whole] - 1
+    return pd.factorize(groups, sort=True)[0]
 
 
 def _reference(alpha: float, n_clusters: int | None) -> tuple[object, tuple, float]:
