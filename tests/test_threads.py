@@ -136,7 +136,7 @@ def test_an_evaluation_side_by_side_equals_the_evaluation_in_turn(example_evalua
     monkeypatch.setattr(lcstats.core.threads, "usable_cores", lambda: 2)
     ev = lcstats.evaluate(example_evaluation.params)
     ref = example_evaluation
-    assert len(pools) >= 5  # fingerprints, outcomes, effects, diagnostics, design (files: bytes)
+    assert len(pools) >= 5  # exclusion, outcomes, effects, diagnostics, design, report
     pd.testing.assert_frame_equal(ev.outcomes.data, ref.outcomes.data, check_exact=True)
     pd.testing.assert_frame_equal(ev.effects.to_frame(), ref.effects.to_frame(), check_exact=True)
     pd.testing.assert_frame_equal(

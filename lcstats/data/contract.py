@@ -89,8 +89,6 @@ TABLE_KEYS = {
     "skill_assessments": ASSESSMENT_KEY,
     "coaching_sessions": ("learner_id", "session_on"),
 }
-# columns holding each value once (the schemas check it)
-UNIQUE_COLUMNS = {"learners": ("learner_id",), "action_items": ("item_id",)}
 # values changed while reading, as counted in the data-quality notes
 MAPPED_FLAGS = "yes/no or true/false written as 1/0"
 TIMES_DROPPED = "times of day dropped from dates"

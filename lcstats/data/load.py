@@ -27,18 +27,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-from pandas.core.util.hashing import combine_hash_arrays  # how pandas combines column hashes
 
 from lcstats.core.display import summary_html
 from lcstats.core.errors import InputError, Problem
 from lcstats.core.options import TABLES, UNKNOWN_LEARNERS, check_choice
 from lcstats.core.resources import check_input_size
-from lcstats.core.threads import calls_side_by_side, side_by_side, usable_cores, workers_for
+from lcstats.core.threads import calls_side_by_side, side_by_side, usable_cores
 from lcstats.data.contract import (
     BINARY_COLUMNS,
     REQUIRED_COLUMNS,
     TABLE_KEYS,
-    UNIQUE_COLUMNS,
     WAVES,
     cross_table_problems,
     distinct_values,
@@ -898,25 +896,50 @@ def _exclude_unknown(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, int
     return excluded
 
 
-def table_fingerprint(frame: pd.DataFrame, *, unique: Sequence[str] = ()) -> str:
+def table_fingerprint(frame: pd.DataFrame) -> str:
     """SHA-256 of a validated table's column names and its rows' hashes in sorted order: the
     same rows give the same value, whatever the source or the order they came in.
 
-    Columns named in `unique` (a key, each value once) are hashed value by value: pandas
-    otherwise encodes text as categories first, which for millions of distinct values costs
-    more than the hashing (4.9M item ids: 3.9 s -> 0.8 s); the hashes are the same either way.
+    A row's hash is DuckDB's ``hash`` of its values, the columns in the sorted order of their
+    names (categories as their text), computed and sorted by DuckDB on the machine's cores from
+    an Arrow view of the table: at 1M learners the three tables' fingerprints took 2.0 s, one
+    table after the other, against 4.0 s with pandas' ``hash_pandas_object`` two at a time.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"id": ["a", "b"], "n": [1.0, 2.0]})
+    >>> table_fingerprint(rows) == table_fingerprint(rows.iloc[::-1])
+    True
     """
+    import duckdb
+
     columns = sorted(frame.columns)
-    hashes = combine_hash_arrays(
-        (
-            pd.util.hash_pandas_object(frame[c], index=False, categorize=c not in unique).to_numpy()
-            for c in columns
-        ),
-        len(columns),
-    )  # as pd.util.hash_pandas_object(frame[columns], index=False), column by column
+    rows = pa.table(
+        [_hashable(frame[c]) for c in columns], names=[f"c{i}" for i in range(len(columns))]
+    )
+    with duckdb.connect() as con:
+        con.execute(f"SET threads TO {usable_cores()}")
+        con.register("table_rows", rows)
+        hashes = con.execute(
+            f"SELECT hash({', '.join(rows.column_names)}) AS h FROM table_rows ORDER BY h"
+        ).fetchnumpy()["h"]
     digest = hashlib.sha256("\x1f".join(columns).encode())
-    digest.update(np.sort(hashes).tobytes())
+    digest.update(np.asarray(hashes, dtype=np.uint64).tobytes())
     return digest.hexdigest()
+
+
+def _hashable(column: pd.Series) -> pa.ChunkedArray:
+    """A column as Arrow values for `table_fingerprint`: categories as their values, text that
+    Arrow cannot take (mixed Python objects) as text."""
+    try:
+        values = pa.array(column, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        values = pa.array(column.astype("str"), from_pandas=True)
+    if isinstance(values, pa.Array):  # text held by pyarrow comes in its chunks
+        values = pa.chunked_array([values])
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
+    return values
 
 
 def load_programme(
@@ -1015,15 +1038,7 @@ def load_programme(
     if problems:
         raise InputError(list(dict.fromkeys(problems)))
     frames = {t: f.reset_index(drop=True) for t, f in frames.items()}
-    fingerprints = side_by_side(
-        lambda t: table_fingerprint(frames[t], unique=UNIQUE_COLUMNS.get(t, ())),
-        list(sources),
-        workers=workers_for(sum(map(len, frames.values()))),
-    )
-    sources = {
-        t: replace(s, fingerprint=f)
-        for (t, s), f in zip(sources.items(), fingerprints, strict=True)
-    }
+    sources = {t: replace(s, fingerprint=table_fingerprint(frames[t])) for t, s in sources.items()}
     return Programme(
         learners=frames["learners"],
         action_items=frames["action_items"],
