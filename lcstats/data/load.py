@@ -16,7 +16,7 @@ import gc
 import hashlib
 import io
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -911,21 +911,31 @@ def table_fingerprint(frame: pd.DataFrame) -> str:
     >>> table_fingerprint(rows) == table_fingerprint(rows.iloc[::-1])
     True
     """
+    return table_fingerprints({"table": frame})["table"]
+
+
+def table_fingerprints(frames: Mapping[str, pd.DataFrame]) -> dict[str, str]:
+    """`table_fingerprint` of each table, on one DuckDB connection (15 ms to open)."""
     import duckdb
 
-    columns = sorted(frame.columns)
-    rows = pa.table(
-        [_hashable(frame[c]) for c in columns], names=[f"c{i}" for i in range(len(columns))]
-    )
+    found = {}
     with duckdb.connect() as con:
         con.execute(f"SET threads TO {usable_cores()}")
-        con.register("table_rows", rows)
-        hashes = con.execute(
-            f"SELECT hash({', '.join(rows.column_names)}) AS h FROM table_rows ORDER BY h"
-        ).fetchnumpy()["h"]
-    digest = hashlib.sha256("\x1f".join(columns).encode())
-    digest.update(np.asarray(hashes, dtype=np.uint64).tobytes())
-    return digest.hexdigest()
+        for name, frame in frames.items():
+            columns = sorted(frame.columns)
+            rows = pa.table(
+                [_hashable(frame[c]) for c in columns],
+                names=[f"c{i}" for i in range(len(columns))],
+            )
+            con.register("table_rows", rows)
+            hashes = con.execute(
+                f"SELECT hash({', '.join(rows.column_names)}) AS h FROM table_rows ORDER BY h"
+            ).fetchnumpy()["h"]
+            con.unregister("table_rows")
+            digest = hashlib.sha256("\x1f".join(columns).encode())
+            digest.update(np.asarray(hashes, dtype=np.uint64).tobytes())
+            found[name] = digest.hexdigest()
+    return found
 
 
 def _hashable(column: pd.Series) -> pa.ChunkedArray:
@@ -1038,7 +1048,8 @@ def load_programme(
     if problems:
         raise InputError(list(dict.fromkeys(problems)))
     frames = {t: f.reset_index(drop=True) for t, f in frames.items()}
-    sources = {t: replace(s, fingerprint=table_fingerprint(frames[t])) for t, s in sources.items()}
+    fingerprints = table_fingerprints({t: frames[t] for t in sources})
+    sources = {t: replace(s, fingerprint=fingerprints[t]) for t, s in sources.items()}
     return Programme(
         learners=frames["learners"],
         action_items=frames["action_items"],
