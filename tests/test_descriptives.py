@@ -72,6 +72,30 @@ def test_completion_curves_are_monotone_and_censor_at_as_of(example):
     assert curves.medians["coached"] < curves.medians["not coached"]
 
 
+def test_completion_curves_equal_kaplan_meier_item_by_item(example):
+    # the curves are estimated from the tally of (days, completed) pairs: the same as from the
+    # items one by one
+    from statsmodels.duration.survfunc import SurvfuncRight
+
+    prog, out = example
+    curves = d.completion_curves(prog, out, treatment="coached")
+    cutoff = pd.Timestamp(out.as_of)
+    items = prog.action_items
+    items = items[(items["created_on"] <= cutoff) & (items["due_on"] <= cutoff)]
+    coached = items["learner_id"].map(out.data.set_index("learner_id")["coached"])
+    done = items["completed_on"].notna() & (items["completed_on"] <= cutoff)
+    days = (items["completed_on"].where(done, cutoff) - items["created_on"]).dt.days.clip(lower=0)
+    for flag, group in d.GROUP.items():
+        mask = (coached == flag).to_numpy()
+        sf = SurvfuncRight(days.to_numpy()[mask] + 0.5, done.to_numpy()[mask].astype(float))
+        part = curves.frame[curves.frame["group"] == group]
+        np.testing.assert_array_equal(part["days"].to_numpy(), np.r_[0.0, sf.surv_times])
+        np.testing.assert_allclose(
+            part["share_completed"].to_numpy(), 1 - np.r_[1.0, sf.surv_prob], rtol=1e-14
+        )
+        assert curves.medians[group] == sf.quantile(0.5)
+
+
 def test_skill_grid_means_and_suppression(example):
     prog, _ = example
     grid = d.skill_gaps_by_role(prog, min_group_size=5).frame

@@ -130,16 +130,17 @@ def completion_curves(
     row = positions(items["learner_id"], data["learner_id"])
     flag = data[treatment].to_numpy(dtype=float, na_value=np.nan)
     groups = pd.Series(np.where(row >= 0, flag[row], np.nan), index=items.index).map(GROUP)
-    done = items["completed_on"].notna() & (items["completed_on"] <= cutoff)
+    done = (items["completed_on"].notna() & (items["completed_on"] <= cutoff)).to_numpy()
     end = items["completed_on"].where(done, cutoff)
-    days = (end - items["created_on"]).dt.days.clip(lower=0).astype(float) + 0.5
+    days = (end - items["created_on"]).dt.days.clip(lower=0).to_numpy(dtype=np.int64)
     frames, medians, counts = [], {}, {}
     for group in GROUP.values():
         mask = (groups == group).to_numpy()
         counts[group] = int(mask.sum())
         if mask.sum() == 0:
             continue
-        sf = SurvfuncRight(days.to_numpy()[mask], done.to_numpy()[mask].astype(float))
+        times, events, items_with = _tallied(days[mask], done[mask])
+        sf = SurvfuncRight(times + 0.5, events, freq_weights=items_with)
         frames.append(
             pd.DataFrame(
                 {
@@ -152,6 +153,22 @@ def completion_curves(
         median = sf.quantile(0.5)
         medians[group] = None if not np.isfinite(median) else float(median)
     return CompletionCurves(pd.concat(frames, ignore_index=True), medians, counts)
+
+
+def _tallied(days: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (whole days, completed) pairs of the items and how many items have each:
+    all the Kaplan-Meier estimate needs, as frequency weights (4.9M items: a few hundred pairs,
+    and the curves are the same as from the items one by one).
+
+    Examples
+    --------
+    >>> _tallied(np.array([3, 1, 3, 3]), np.array([True, False, True, False]))
+    (array([1., 3., 3.]), array([0., 0., 1.]), array([1., 1., 2.]))
+    """
+    code = days * 2 + done
+    tally = np.bincount(code)
+    seen = np.flatnonzero(tally)
+    return (seen // 2).astype(float), (seen % 2).astype(float), tally[seen].astype(float)
 
 
 @dataclass(frozen=True)
