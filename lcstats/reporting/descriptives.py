@@ -55,7 +55,7 @@ def group_means(
     >>> t.hidden, int(t.frame["learners"].isna().sum())
     (4, 4)
     """
-    use = data[data[value].notna()]
+    use = data.loc[data[value].notna(), list(dict.fromkeys([by, treatment, value]))]
     groups = _group(use, treatment)
     counts = pd.crosstab(use[by].astype(str), groups)
     for g in GROUP.values():
@@ -224,7 +224,7 @@ class GapClosure:
 
 def gap_closure(outcomes: LearnerOutcomes, *, treatment: str, min_group_size: int) -> GapClosure:
     """Mean gap closure among learners with a gap before, and share with no gap after, by group."""
-    data = outcomes.data
+    data = outcomes.data[list(dict.fromkeys([treatment, "skills_gap_pre", "skills_gap"]))]
     use = data[data["skills_gap_pre"].notna() & data["skills_gap"].notna()]
     rows = []
     for flag, group in GROUP.items():
@@ -291,6 +291,7 @@ def learners_who_follow_through(
 ) -> LearnerContrast:
     """Compare learners who followed through (share on time >= threshold) with the others."""
     data = outcomes.data
+    data = data[list(dict.fromkeys([treatment, "follow_through", "skills_gap_pre", "skills_gap"]))]
     use = data[
         data["follow_through"].notna() & data["skills_gap_pre"].notna() & data["skills_gap"].notna()
     ]
