@@ -626,6 +626,23 @@ def test_the_key_check_finds_the_rows_duplicated_does(spread, monkeypatch):
     pd.testing.assert_series_equal(contract._once_per_key(frame), expected, check_names=False)
 
 
+@pytest.mark.parametrize("repeated", [False, True], ids=["each once", "two repeats"])
+def test_a_large_key_column_is_counted_by_duckdb_with_the_same_verdict(repeated):
+    from lcstats.data.contract import _each_once
+
+    values = pd.Series([f"I{i:07d}" for i in range(150_000)], dtype="str")
+    values[[10, 20_000]] = None  # missing values are reported as empty, not as repeats
+    if repeated:
+        values[[5, 99_999, 140_000]] = "I0000007"
+    found = _each_once(values)
+    if not repeated:
+        assert found is True
+        return
+    expected = ~values.duplicated(keep=False) | values.isna()
+    pd.testing.assert_series_equal(found, expected)
+    assert sorted(values.index[~found]) == [5, 7, 99_999, 140_000]
+
+
 @pytest.mark.parametrize("blank", ["", "   "])
 def test_empty_required_values(make, blank):
     p = only(problems_of(make(learners=setcell("team_id", {2: blank, 9: blank}))))
