@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lcstats.core.errors import Problem
-from lcstats.core.threads import usable_cores
 
 if TYPE_CHECKING:  # pandera is imported where it is used: reading a saved Programme needs none
     import pandera.pandas as pandera
@@ -125,7 +124,7 @@ def _each_once(values: pd.Series) -> pd.Series | bool:
         import duckdb
 
         with duckdb.connect() as con:
-            con.execute(f"SET threads TO {usable_cores()}")
+            con.execute("SET threads TO 1")  # the tables are checked side by side
             con.register("column_values", pa.table({"v": arrow[0]}))
             distinct, present = con.execute(
                 "SELECT count(DISTINCT v), count(v) FROM column_values"
