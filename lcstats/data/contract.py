@@ -152,8 +152,9 @@ def _once_per_key(frame: pd.DataFrame) -> pd.Series:
     """False for the rows sharing their learner, skill and wave with another row (missing
     values equal, as pandera's ``unique``); all True when a key column is missing.
 
-    The key's columns are coded as integers and the rows counted by code: 7M assessments of 1M
-    learners 0.5 s, against 1.8 s for ``frame.duplicated`` on the text.
+    The key's columns are coded as integers and the rows counted by code, instead of
+    ``frame.duplicated`` on the text: the schema check of 7M assessments of 1M learners took
+    0.91 s instead of 2.28 s on one core.
 
     Examples
     --------
