@@ -11,6 +11,7 @@ import gc
 import json
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -412,11 +413,20 @@ def entry() -> None:
 
     The interpreter's exit collects garbage over every object the run imported or made: 0.47 s
     of the example's 7-8 s, 0.05-0.07 s frozen (2 runs each). Output is flushed and exit
-    handlers run as usual. Not in `main`: a process that goes on (a test session) must keep
-    collecting.
+    handlers run as usual, except after a step was given up at the time limit (see below). Not
+    in `main`: a process that goes on (a test session) must keep collecting.
     """
     code = main()
     gc.freeze()
+    from lcstats.core.threads import STEP_THREAD
+
+    if any(t.name == STEP_THREAD and t.is_alive() for t in threading.enumerate()):
+        # a step given up at the run's time limit may still be inside native code (DuckDB,
+        # pyarrow): finalising the interpreter under it aborts the process ("terminate called
+        # without an active exception", exit 134) instead of exiting with the run's code
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 

@@ -419,3 +419,31 @@ def test_a_failed_warm_up_import_leaves_the_kernel_collecting_garbage():
     finally:
         kernel.stop()
     assert found == {"collecting": "True", "imported": "False"}
+
+
+def test_the_console_entry_exits_with_the_runs_code_while_a_given_up_step_is_in_duckdb(
+    tmp_path,
+):
+    # a step given up at the time limit may still be inside DuckDB when the run ends: the
+    # interpreter's usual exit then aborted the process (134, "terminate called ...")
+    script = tmp_path / "given_up.py"
+    script.write_text(
+        "import threading, time\n"
+        "import duckdb\n"
+        "from lcstats import cli\n"
+        "from lcstats.core.threads import STEP_THREAD\n"
+        "def stuck():\n"
+        "    with duckdb.connect() as con:\n"
+        "        con.execute('SET threads TO 2')\n"
+        "        con.execute('SELECT count(*) FROM range(100000000000)').fetchall()\n"
+        "def main():\n"
+        "    threading.Thread(target=stuck, name=STEP_THREAD, daemon=True).start()\n"
+        "    time.sleep(1)\n"
+        "    print('given up', end='')\n"
+        "    return 1\n"
+        "cli.main = main\n"
+        "cli.entry()\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (1, "given up"), done.stderr
+    assert "terminate" not in done.stderr

@@ -24,6 +24,8 @@ from threadpoolctl import threadpool_limits
 
 T = TypeVar("T")
 R = TypeVar("R")
+# the thread a run's step runs in when it has a time limit (`lcstats.running.runner.within`)
+STEP_THREAD = "lcstats-step"
 # below this many rows, work runs in turn: short Python-heavy pieces then contend for the
 # interpreter lock and threads cost more than they save (diagnostics of 2,000 learners 0.47 s
 # -> 0.62 s side by side, of 10,000 0.55 -> 0.74 s, of 100,000 equal, of 1M 16 s -> 11.4 s)

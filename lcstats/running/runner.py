@@ -31,6 +31,7 @@ from lcstats.core.allocator import hand_back_freed_memory, keep_freed_memory
 from lcstats.core.errors import InputError, Interrupted, LcstatsError
 from lcstats.core.files import dumps_json, write_atomic, write_json
 from lcstats.core.resources import input_memory_need
+from lcstats.core.threads import STEP_THREAD
 from lcstats.data.inputs import (
     file_hashes,
     hand_over,
@@ -217,7 +218,7 @@ def within(seconds: float, work: Callable[[], T]) -> T:
         except BaseException as exc:  # handed to the waiting thread
             box["error"] = exc
 
-    thread = threading.Thread(target=target, name="lcstats-step", daemon=True)
+    thread = threading.Thread(target=target, name=STEP_THREAD, daemon=True)
     thread.start()
     thread.join(max(seconds, 0.0))
     if thread.is_alive():
