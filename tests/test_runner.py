@@ -374,6 +374,9 @@ def test_the_run_kernel_is_launched_first_keeps_no_history_and_freezes_its_impor
                     "collecting": "__import__('gc').isenabled()",
                     "history": "get_ipython().history_manager.enabled",
                     "imported": "'lcstats.reporting.report' in __import__('sys').modules",
+                    # statsmodels imported without polars, which stays importable (moderndid)
+                    "polars_left_out": "'polars' in __import__('sys').modules",
+                    "polars": "__import__('polars').__name__",
                 },
             ),
             timeout=180,
@@ -384,6 +387,54 @@ def test_the_run_kernel_is_launched_first_keeps_no_history_and_freezes_its_impor
     assert found["collecting"] == "True"  # off only while the warm-up imports
     assert found["history"] == "False"
     assert found["imported"] == "True"
+    assert found["polars_left_out"] == "False" and found["polars"] == "'polars'"
+
+
+def test_the_run_kernel_hands_papermill_a_client_connected_while_it_warmed_up(tmp_path):
+    """The client nbclient asks the manager for is the one connected during the warm-up (no
+    second client, no second wait), and the first cell's output arrives on it."""
+    import nbformat
+    import papermill as pm
+
+    from lcstats.running.kernel import NOTEBOOK_DIR, RunKernel
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('first cell')")])
+    nbformat.write(nb, tmp_path / "one.ipynb")
+    kernel = RunKernel(NOTEBOOK_DIR, warm_imports="import lcstats.reporting.report")
+    try:
+        kernel.run(
+            lambda km: pm.execute_notebook(
+                str(tmp_path / "one.ipynb"),
+                str(tmp_path / "out.ipynb"),
+                kernel_name="lcstats",
+                km=km,
+                progress_bar=False,
+            ),
+            timeout=180,
+        )
+        made = kernel.km.clients_made
+        assert len(made) == 1 and made[0].answered and kernel.km.ready_client is None
+    finally:
+        kernel.stop()
+    outputs = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0].outputs
+    assert [o.get("text") for o in outputs] == ["first cell\n"]
+
+
+def test_a_run_kernel_stopped_while_warming_up_stops_at_once():
+    """A run that ends before its notebook (bad input) stops its kernel without waiting for
+    the warm-up, which the connection step would otherwise wait for."""
+    import time
+
+    from lcstats.running.kernel import NOTEBOOK_DIR, RunKernel
+
+    kernel = RunKernel(NOTEBOOK_DIR, warm_imports="import time; time.sleep(120)")
+    kernel.wait_started()
+    pid = kernel.pid
+    time.sleep(1.0)  # the connection is waiting for the kernel's answer
+    t0 = time.monotonic()
+    kernel.stop()
+    assert time.monotonic() - t0 < 15  # not the warm-up's 120 s (a hang, not a speed test)
+    assert pid not in kernels_left()
 
 
 def test_the_console_entry_exits_with_mains_code_after_freezing_the_heap(monkeypatch):
@@ -392,13 +443,20 @@ def test_the_console_entry_exits_with_mains_code_after_freezing_the_heap(monkeyp
     from lcstats import cli
 
     monkeypatch.setattr(cli, "main", lambda: 3)
+    held = {name: sys.modules.pop(name, None) for name in cli.UNUSED_IMPORTS}
     try:
         with pytest.raises(SystemExit) as stop:
             cli.entry()
         assert stop.value.code == 3
         assert gc.get_freeze_count() > 0
+        assert all(sys.modules[name] is None for name in cli.UNUSED_IMPORTS)  # never imported
     finally:
         gc.unfreeze()
+        for name, module in held.items():  # this process goes on: give them back
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
 
 
 def test_a_failed_warm_up_import_leaves_the_kernel_collecting_garbage():

@@ -24,7 +24,10 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,12 +39,14 @@ from typing import TYPE_CHECKING, TypeVar
 from lcstats.core.allocator import ENVIRONMENT
 
 if TYPE_CHECKING:
+    from jupyter_client.asynchronous.client import AsyncKernelClient
     from jupyter_client.manager import AsyncKernelManager
 
 T = TypeVar("T")
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"  # the kernel's working folder
 KERNEL_NAME = "lcstats"
 STOP_WAIT_S = 60.0
+READY_WAIT_S = 60.0  # papermill's default wait for a kernel's start
 WARM_IMPORTS = (
     "import lcstats.estimation.analysis, lcstats.estimation.diagnostics, lcstats.data.inputs, "
     "lcstats.estimation.designs, lcstats.estimation.survival, lcstats.reporting.report, "
@@ -50,11 +55,22 @@ WARM_IMPORTS = (
 # The warm-up imports run with the garbage collector off (it would walk the million objects they
 # make several times over: 1.7-2.0 s -> 1.4-1.6 s, 4 runs each), and those objects then leave
 # its generations for good, so that it no longer walks them in every full collection (the
-# example's diagnostics 0.60-0.74 s -> 0.31-0.46 s, 5 runs each, interleaved). The last line
-# runs even when an import fails.
-WARM_UP_FIRST, WARM_UP_LAST = "import gc; gc.disable()", "gc.freeze(); gc.enable()"
-# No input history database: nothing reads it, and kernels of runs side by side would share it.
-KERNEL_SETTINGS = ("--HistoryManager.enabled=False",)
+# example's diagnostics 0.60-0.74 s -> 0.31-0.46 s, 5 runs each, interleaved). statsmodels
+# imports polars when it is installed (moderndid, the staggered designs' engine, needs it), to
+# accept polars frames, which lcstats never passes: it imports without (0.07 s) and polars is
+# importable again afterwards. The last line runs even when an import fails.
+WARM_UP_FIRST = "import gc, sys; gc.disable(); sys.modules.setdefault('polars', None)"
+WARM_UP_LAST = (
+    "gc.freeze(); gc.enable(); sys.modules.get('polars', 0) is None and sys.modules.pop('polars')"
+)
+KERNEL_SETTINGS = (
+    # no input history database: nothing reads it, and kernels of runs side by side would share it
+    "--HistoryManager.enabled=False",
+    # figures shown as made: those of `lcstats.reporting.plots` are laid out when made, and
+    # trimming the image to its content (the inline backend's default) would draw each twice
+    # (the notebook's forest, balance and completion plots: 0.44 -> 0.36 s, 5 runs each)
+    '--InlineBackend.print_figure_kwargs={"bbox_inches": None}',
+)
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -92,18 +108,38 @@ def kernel_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def _manager_class() -> type:
-    """``AsyncKernelManager`` that remembers the clients it makes, so that they can be closed.
+    """``AsyncKernelManager`` that remembers the clients it makes, so that they can be closed,
+    and hands out a client connected in advance (`_ready_client`) to the first who asks.
 
     nbclient leaves a client's sockets open when it was handed the manager (about ten file
     descriptors per run, measured), which a long-lived process such as run-all would run out of.
+    nbclient asks the manager for its client, starts its channels and waits for the kernel
+    (`ReadyKernelClient` makes both no-ops once done).
     """
+    from jupyter_client.asynchronous.client import AsyncKernelClient
     from jupyter_client.manager import AsyncKernelManager
-    from traitlets import List
+    from traitlets import Any, Bool, List, Type
+
+    class ReadyKernelClient(AsyncKernelClient):
+        answered = Bool(False, help="channels started and both answered (see _ready_client)")
+
+        def start_channels(self, *args, **kwargs) -> None:
+            if not self.answered:
+                super().start_channels(*args, **kwargs)
+
+        async def wait_for_ready(self, timeout: float | None = None) -> None:
+            if not self.answered:
+                await super()._async_wait_for_ready(timeout)
 
     class RunKernelManager(AsyncKernelManager):
         clients_made = List()
+        client_factory = Type(klass=ReadyKernelClient)
+        ready_client = Any(None, allow_none=True)
 
         def client(self, **kwargs):
+            if self.ready_client is not None:  # handed out once
+                made, self.ready_client = self.ready_client, None
+                return made
             made = super().client(**kwargs)
             self.clients_made.append(made)
             return made
@@ -172,6 +208,11 @@ def stop_kernel(km: AsyncKernelManager) -> None:
 
     try:
         if km.has_kernel:
+            # killed and reaped here: jupyter_client kills it too, then looks every 0.1 s
+            # whether it has ended (0.11 s of every run)
+            kill_kernel(km)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                km.provisioner.process.wait(timeout=5)
             run_sync(km.shutdown_kernel)(now=True)
     except RuntimeError:  # the kernel is gone already
         pass
@@ -179,6 +220,65 @@ def stop_kernel(km: AsyncKernelManager) -> None:
         for made in getattr(km, "clients_made", ()):
             made.stop_channels()
         run_sync(km.cleanup_resources)()
+
+
+async def _ready_client(
+    km: AsyncKernelManager, stopping: threading.Event, timeout: float = READY_WAIT_S
+) -> None:
+    """Connect a client to the started kernel `km` and leave it with `km` for papermill, once
+    the kernel answers on both its channels.
+
+    What nbclient does when it makes its client (``wait_for_ready``), less its closing wait: a
+    ``kernel_info`` request (sent again each second) until one is answered on the shell channel
+    and its ``idle`` status arrives on IOPub, proving that channel connected (messages sent
+    before it connected are lost). jupyter_client then waits until IOPub has been silent for
+    0.2 s; messages left there belong to no cell, and nbclient passes over them. Raises
+    RuntimeError when the kernel dies or `timeout` seconds pass, and CancelledError when
+    `stopping` is set (the run ends before its notebook).
+    """
+    import queue
+
+    kc = km.client()
+    kc.start_channels()
+    deadline = time.monotonic() + timeout
+    asked_at = -1.0
+    while True:
+        if stopping.is_set():
+            raise asyncio.CancelledError("the run ended before its notebook")
+        now = time.monotonic()
+        if now > deadline:
+            raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+        if now - asked_at >= 1.0:
+            if asked_at >= 0 and not await km.is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            kc.kernel_info()
+            asked_at = now
+        try:
+            reply = await kc.get_shell_msg(timeout=0.05)
+        except queue.Empty:
+            continue
+        if reply["msg_type"] != "kernel_info_reply":
+            continue
+        if await _idle_seen(kc, reply["parent_header"].get("msg_id")):
+            kc.answered = True
+            km.ready_client = kc
+            return
+        asked_at = -1.0  # IOPub was not connected yet: ask again at once
+
+
+async def _idle_seen(kc: AsyncKernelClient, msg_id: str | None, wait: float = 0.5) -> bool:
+    """Whether the kernel's ``idle`` status after request `msg_id` arrives on IOPub (each
+    message within `wait` seconds of the one before)."""
+    import queue
+
+    try:
+        while True:
+            msg = await kc.get_iopub_msg(timeout=wait)
+            state = msg["content"].get("execution_state")
+            if state == "idle" and msg["parent_header"].get("msg_id") == msg_id:
+                return True
+    except queue.Empty:
+        return False
 
 
 class KernelBusy(Exception):
@@ -209,7 +309,19 @@ class RunKernel:
     def __init__(self, cwd: str | Path, *, warm_imports: str = WARM_IMPORTS) -> None:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="lcstats-kernel")
         self._started = self._thread.submit(start_kernel, cwd, warm_imports=warm_imports)
+        self._stopping = threading.Event()
+        self._thread.submit(self._connect)
         self._stopped = False
+
+    def _connect(self) -> None:
+        """Connect papermill's client while the run checks its inputs (see `_ready_client`).
+        When the kernel did not start or did not answer, papermill connects and waits itself,
+        and reports what it finds."""
+        from jupyter_core.utils import run_sync
+
+        if self._started.exception() is None:
+            with contextlib.suppress(RuntimeError, asyncio.CancelledError):
+                run_sync(_ready_client)(self.km, self._stopping)
 
     def wait_started(self) -> None:
         """Wait until the kernel's process is launched (or its start failed: `km` raises that).
@@ -271,6 +383,7 @@ class RunKernel:
         if self._stopped:
             return
         self._stopped = True
+        self._stopping.set()  # a connection still waiting for the kernel gives up
 
         def shut() -> None:
             from jupyter_core.utils import ensure_event_loop

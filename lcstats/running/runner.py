@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -69,10 +69,13 @@ from lcstats.running.run_folder import (
 )
 from lcstats.running.watchdog import Watchdog
 
-# papermill -> nbformat -> jsonschema imports `rfc3987_syntax` when it is installed (JupyterLab's
-# event schemas bring it) and builds its grammars on import: 1.8 s of every run's start, measured.
-# nbformat's schemas use no URI formats, so processes that run evaluations go without it.
+# papermill -> nbformat -> jsonschema imports `rfc3987_syntax` and `isoduration` when they are
+# installed (JupyterLab's event schemas bring them) to check URI and duration formats: the first
+# builds its grammars on import (1.8 s of every run's start, measured), the second imports `arrow`
+# and its locales (0.11 s). nbformat's schemas use neither format, so processes that run
+# evaluations go without them.
 sys.modules.setdefault("rfc3987_syntax", None)
+sys.modules.setdefault("isoduration", None)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -141,23 +144,44 @@ def identifier_leaks(report_html: str, identifiers: Iterable[str] | pd.Series) -
     Matching ignores case; e-mail addresses count as one word, and identifiers containing spaces
     (names) are searched as plain text. Images (data URIs) are skipped. Identifiers shorter than 3
     characters or made only of digits cannot be told apart from numbers and are not searched.
-    The report's words are looked up among the identifiers (a million take about 0.5 s).
+    The report's words are looked up among the identifiers (a million take about 0.5 s, most of
+    it in `SearchableIds`, which a run prepares while its notebook runs).
     """
-    import pandas as pd
+    return SearchableIds.of(identifiers).leaks(report_html)
 
-    ids = pd.Series(list(identifiers) if not isinstance(identifiers, pd.Series) else identifiers)
-    ids = ids.astype("str")
-    keys = ids.str.strip().str.casefold()
-    searchable = (keys.str.len() >= 3) & ~keys.str.isdigit()
-    ids, keys = ids[searchable], keys[searchable]
-    text = html.unescape(DATA_URI.sub(" ", report_html))
-    tokens = {t.casefold() for t in ID_TOKEN.findall(text)}
-    found = set(ids[keys.isin(tokens)])
-    # identifiers with spaces (names) are looked for as plain text
-    spaced = keys.str.contains(" ", regex=False)
-    lowered = text.casefold()
-    found |= {i for key, i in zip(keys[spaced], ids[spaced], strict=True) if key in lowered}
-    return sorted(found)
+
+@dataclass(frozen=True)
+class SearchableIds:
+    """The identifiers the privacy gate looks for, with their case-folded search keys."""
+
+    ids: pd.Series
+    keys: pd.Series
+
+    @classmethod
+    def of(cls, identifiers: Iterable[str] | pd.Series) -> SearchableIds:
+        """Keep the identifiers that can be told apart from numbers and words (see
+        `identifier_leaks`), each with its key."""
+        import pandas as pd
+
+        ids = pd.Series(
+            list(identifiers) if not isinstance(identifiers, pd.Series) else identifiers
+        )
+        ids = ids.astype("str")
+        keys = ids.str.strip().str.casefold()
+        searchable = (keys.str.len() >= 3) & ~keys.str.isdigit()
+        return cls(ids[searchable], keys[searchable])
+
+    def leaks(self, report_html: str) -> list[str]:
+        """The identifiers that appear in `report_html` (see `identifier_leaks`), sorted."""
+        ids, keys = self.ids, self.keys
+        text = html.unescape(DATA_URI.sub(" ", report_html))
+        tokens = {t.casefold() for t in ID_TOKEN.findall(text)}
+        found = set(ids[keys.isin(tokens)])
+        # identifiers with spaces (names) are looked for as plain text
+        spaced = keys.str.contains(" ", regex=False)
+        lowered = text.casefold()
+        found |= {i for key, i in zip(keys[spaced], ids[spaced], strict=True) if key in lowered}
+        return sorted(found)
 
 
 def preflight(params: Params) -> tuple[dict[str, str], Programme]:
@@ -179,6 +203,22 @@ def _identifiers(programme: Programme) -> pd.Series:
 
     learners = programme.learners
     return pd.concat([learners["learner_id"], learners["manager_id"].drop_duplicates()])
+
+
+def _provenance() -> tuple[dict[str, Any], dict[str, str]]:
+    """The code's git state and the versions of the packages that shape the numbers."""
+    from lcstats.core.provenance import git_state, package_versions
+
+    with ThreadPoolExecutor(1) as pool:
+        git = pool.submit(git_state)
+        versions = package_versions()
+        return git.result(), versions
+
+
+def _tables_values(programme: Programme) -> int:
+    """Values in the validated tables (rows times columns)."""
+    frames = (programme.learners, programme.action_items, programme.skill_assessments)
+    return int(sum(f.size for f in frames))
 
 
 def _tables_bytes(programme: Programme) -> int:
@@ -306,6 +346,7 @@ class Attempt:
         self.cell_index: int | None = None  # the last notebook cell that began
         self.limits: tuple[float, float] = (0.0, 0.0)  # run and cell time limits, minutes
         self.timed_out = False
+        self.provenance: Future[tuple[dict[str, Any], dict[str, str]]] | None = None
 
     # -- the run, top to bottom ------------------------------------------------------------
 
@@ -454,10 +495,11 @@ class Attempt:
         """
         staging = self.folder.staging
         handover = staging / HANDOVER_FILE
-        from lcstats.data.load import release_memory
+        from lcstats.data.load import RELEASE_AFTER_VALUES, release_memory
 
         programme = held.pop()
         ids = _identifiers(programme)
+        large = _tables_values(programme) >= RELEASE_AFTER_VALUES
         watchdog = Watchdog(self.kernel)
         try:
             hand_over(programme, self.params, handover)
@@ -466,12 +508,18 @@ class Attempt:
             cause = disk_full_message(self.root, need=need) if is_disk_full(exc) else str(exc)
             return Failure("failed", EXIT_FAILED, HANDING_OVER, cause, discard=True)
         del programme  # the kernel reads its own copy: one copy of the data in memory
-        release_memory()
-        hand_back_freed_memory()
+        if large:  # a collection takes 0.1 s here: more than it frees from small tables
+            release_memory()
+            hand_back_freed_memory()
+        # while the notebook runs, this process prepares what it needs afterwards
+        meanwhile = ThreadPoolExecutor(1, thread_name_prefix="lcstats-meanwhile")
+        self.provenance = meanwhile.submit(_provenance)
+        gate = meanwhile.submit(SearchableIds.of, ids)
+        del ids
         try:
             with watchdog:
                 self._papermill(staging, handover, cell_limit=self.limits[1])
-            self._check_report(staging / "report.html", ids)
+            self._check_report(staging / "report.html", gate.result())
         except Exception as exc:  # every failure becomes a message: see failures.explain
             if isinstance(exc, KernelBusy):  # the run's time limit: stop the kernel
                 self.timed_out = True
@@ -480,6 +528,7 @@ class Attempt:
             return explain(exc, self._context(need, watchdog))
         finally:
             handover.unlink(missing_ok=True)
+            meanwhile.shutdown(wait=False)
         return self._print_pdf(staging / "report.html") if self.options.pdf else None
 
     def _papermill(self, staging: Path, handover: Path, *, cell_limit: float) -> None:
@@ -538,11 +587,11 @@ class Attempt:
         """nbclient's hook: remember which cell is running (for failure messages)."""
         self.cell_index = cell_index
 
-    def _check_report(self, report: Path, ids: pd.Series) -> None:
+    def _check_report(self, report: Path, ids: SearchableIds) -> None:
         """The notebook wrote a report and it shows no identifier (the privacy gate)."""
         if not report.is_file():
             raise LcstatsError("the notebook finished without writing report.html")
-        leaks = identifier_leaks(report.read_text(encoding="utf-8"), ids)
+        leaks = ids.leaks(report.read_text(encoding="utf-8"))
         if leaks:
             report.rename(report.with_name("report.blocked.html"))
             raise LcstatsError(
@@ -599,12 +648,7 @@ class Attempt:
 
     def _run_json(self, status: str, message: str) -> dict[str, Any]:
         """Provenance of the run: parameters, inputs, fingerprints, versions."""
-        from lcstats.core.provenance import git_state, package_versions
-
-        with ThreadPoolExecutor(1) as pool:
-            git = pool.submit(git_state)
-            versions = package_versions()
-            git = git.result()
+        git, versions = self.provenance.result() if self.provenance else _provenance()
         return {
             "evaluation": self.params.evaluation,
             "run_id": self.folder.run_id,
