@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -163,3 +164,90 @@ def test_example_programme_outcomes_are_in_range():
     assert (data["skills_gap"].dropna() >= 0).all()
     assert data["skills_gap"].dropna().le(4).all()
     assert len(data) == prog.sources["learners"].rows_read
+
+
+def _outcomes_by_id(programme: Programme, as_of: str) -> pd.DataFrame:
+    """The learner outcomes as first written: rows grouped by learner id and joined."""
+    cutoff = pd.Timestamp(as_of)
+    items = programme.action_items
+    used = items[(items["created_on"] <= cutoff) & (items["due_on"] <= cutoff)]
+    done = used["completed_on"].notna() & (used["completed_on"] <= cutoff)
+    per = (
+        pd.DataFrame(
+            {
+                "learner_id": used["learner_id"],
+                "n_items": 1,
+                "n_on_time": (done & (used["completed_on"] <= used["due_on"])).astype(int),
+                "n_done": done.astype(int),
+                "days": (used["completed_on"] - used["created_on"]).dt.days.where(done),
+            }
+        )
+        .groupby("learner_id")
+        .agg(
+            n_items=("n_items", "sum"),
+            n_on_time=("n_on_time", "sum"),
+            n_done=("n_done", "sum"),
+            median_days_to_complete=("days", "median"),
+        )
+    )
+    sa = programme.skill_assessments
+    sa = sa[sa["wave"].isin(["pre", "post"]) & sa["level"].notna()]
+    gaps = (
+        sa.assign(gap=(sa["target_level"] - sa["level"]).clip(lower=0))
+        .groupby(["learner_id", "wave"])["gap"]
+        .agg(["mean", "size"])
+        .unstack("wave")
+    )
+    out = programme.learners.set_index("learner_id", drop=False).join(per, how="left")
+    for c in ("n_items", "n_on_time", "n_done"):
+        out[c] = out[c].fillna(0).astype(int)
+    out["follow_through"] = out["n_on_time"] / out["n_items"].where(out["n_items"] > 0)
+    out["skills_gap_pre"] = gaps[("mean", "pre")].reindex(out.index)
+    out["skills_gap"] = gaps[("mean", "post")].reindex(out.index)
+    out["n_skills_post"] = gaps[("size", "post")].reindex(out.index).fillna(0).astype(int)
+    return out.reset_index(drop=True)
+
+
+def test_outcomes_grouped_by_position_equal_those_grouped_by_id():
+    """Rows are grouped by their learner's position: the same frame as grouping by id and
+    joining, with learners in any order and index, some with no rows, rows of unknown learners
+    left out, and every kind of excluded row."""
+    rng = np.random.default_rng(7)
+    n = 300
+    ids = np.array([f"L{i:04d}" for i in range(n)])
+    learners = pd.DataFrame({"learner_id": ids, "team_id": "t", "coached": 1}).sample(
+        frac=1, random_state=1
+    )
+    learners.index = rng.permutation(np.arange(1000, 1000 + n))  # neither sorted nor 0..n-1
+    with_rows = np.r_[ids[: n - 20], ["STRANGER"]]  # 20 learners have no rows
+    day = pd.Timestamp("2026-01-01")
+    k = 3000
+    created = day + pd.to_timedelta(rng.integers(0, 200, k), "D")
+    due = created + pd.to_timedelta(rng.integers(0, 120, k), "D")
+    completed = pd.Series(created + pd.to_timedelta(rng.integers(0, 150, k), "D"))
+    completed[rng.random(k) < 0.3] = pd.NaT
+    items = pd.DataFrame(
+        {
+            "learner_id": rng.choice(with_rows, k),
+            "item_id": [f"i{i}" for i in range(k)],
+            "created_on": created,
+            "due_on": due,
+            "completed_on": completed,
+        }
+    )
+    level = rng.integers(1, 6, k).astype(float)
+    level[rng.random(k) < 0.1] = np.nan
+    assessments = pd.DataFrame(
+        {
+            "learner_id": rng.choice(with_rows, k),
+            "skill": rng.choice(["x", "y", "z"], k),
+            "wave": rng.choice(["pre", "post", "mid"], k, p=[0.45, 0.45, 0.1]),
+            "assessed_on": day,
+            "level": level,
+            "target_level": rng.integers(1, 6, k).astype(float),
+        }
+    )
+    programme = _programme(learners, items, assessments)
+    found = learner_outcomes(programme, as_of="2026-06-30").data
+    pd.testing.assert_frame_equal(found, _outcomes_by_id(programme, "2026-06-30"))
+    assert (found["n_items"] == 0).sum() >= 20 and found["skills_gap"].isna().sum() >= 20

@@ -15,6 +15,7 @@ import pandas as pd
 
 from lcstats.core.display import summary_html, table_html
 from lcstats.core.threads import calls_side_by_side
+from lcstats.data.contract import positions
 from lcstats.data.load import Programme
 
 # assessments in waves between pre and post: only a staggered design's skills-gap panel uses them
@@ -150,37 +151,46 @@ def _counts(mask_reasons: list[tuple[str, pd.Series]]) -> dict[str, int]:
     return out
 
 
-def _item_outcomes(items: pd.DataFrame, cutoff: pd.Timestamp) -> tuple[pd.DataFrame, TableQuality]:
-    """Per learner, items due by `cutoff`, done on time, done, and median days to complete."""
+def _item_outcomes(
+    items: pd.DataFrame, learner_ids: pd.Series, cutoff: pd.Timestamp
+) -> tuple[pd.DataFrame, TableQuality]:
+    """For each learner of `learner_ids` (in its order), items due by `cutoff`, done on time,
+    done, and median days to complete (items of other learners are left out, as by a join)."""
     reasons = _counts(
         [
             ("created after the as-of date", items["created_on"] > cutoff),
             ("not yet due on the as-of date", items["due_on"] > cutoff),
         ]
     )
-    used = items[(items["created_on"] <= cutoff) & (items["due_on"] <= cutoff)]
-    done = used["completed_on"].notna() & (used["completed_on"] <= cutoff)
-    on_time = done & (used["completed_on"] <= used["due_on"])
-    days = (used["completed_on"] - used["created_on"]).dt.days.where(done)
-    per_learner = (
-        pd.DataFrame(
-            {
-                "learner_id": used["learner_id"],
-                "n_items": 1,
-                "n_on_time": on_time.astype(int),
-                "n_done": done.astype(int),
-                "days": days,
-            }
-        )
-        .groupby("learner_id", sort=True)
-        .agg(
-            n_items=("n_items", "sum"),
-            n_on_time=("n_on_time", "sum"),
-            n_done=("n_done", "sum"),
-            median_days_to_complete=("days", "median"),
-        )
+    created, due, completed = (
+        items[c].to_numpy(dtype="datetime64[ns]") for c in ("created_on", "due_on", "completed_on")
     )
-    return per_learner, TableQuality(len(items), len(used), reasons)
+    limit = np.datetime64(cutoff, "ns")
+    at = positions(items["learner_id"], learner_ids)  # NaT compares as False below
+    counted = (created <= limit) & (due <= limit) & (at >= 0)
+    done = counted & (completed <= limit)
+    on_time = done & (completed <= due)
+    days = (completed[done] - created[done]) // np.timedelta64(1, "D")  # whole days, as .dt.days
+    n = len(learner_ids)
+    per_learner = pd.DataFrame(
+        {
+            "n_items": np.bincount(at[counted], minlength=n),
+            "n_on_time": np.bincount(at[on_time], minlength=n),
+            "n_done": np.bincount(at[done], minlength=n),
+            "median_days_to_complete": _spread(
+                pd.Series(days.astype(float)).groupby(at[done]).median(), n, np.nan
+            ),
+        }
+    )
+    in_scope = int(((created <= limit) & (due <= limit)).sum())
+    return per_learner, TableQuality(len(items), in_scope, reasons)
+
+
+def _spread(per_group: pd.Series, n: int, empty: float) -> np.ndarray:
+    """Values by group number (0 to `n` - 1) as an array of `n`, `empty` for absent groups."""
+    out = np.full(n, empty, dtype=per_group.dtype)
+    out[per_group.index.to_numpy()] = per_group.to_numpy()
+    return out
 
 
 def skill_gaps(sa: pd.DataFrame) -> pd.DataFrame:
@@ -191,8 +201,9 @@ def skill_gaps(sa: pd.DataFrame) -> pd.DataFrame:
     return used[keep].assign(gap=(used["target_level"] - used["level"]).clip(lower=0))
 
 
-def _skills_gaps(sa: pd.DataFrame) -> tuple[pd.DataFrame, TableQuality]:
-    """Per learner and wave, the mean skills gap and the number of skills assessed."""
+def _skills_gaps(sa: pd.DataFrame, learner_ids: pd.Series) -> tuple[pd.DataFrame, TableQuality]:
+    """For each learner of `learner_ids` (in its order), the mean skills gap (`skill_gaps`)
+    before and after the programme, and the number of skills assessed after it."""
     between = ~sa["wave"].isin(["pre", "post"])
     reasons = _counts(
         [
@@ -200,33 +211,34 @@ def _skills_gaps(sa: pd.DataFrame) -> tuple[pd.DataFrame, TableQuality]:
             (BETWEEN_WAVES, between),
         ]
     )
-    used = skill_gaps(sa[~between.to_numpy()])
-    gaps = used.groupby(["learner_id", "wave"], sort=True)["gap"].agg(["mean", "size"])
-    return gaps.unstack("wave"), TableQuality(len(sa), len(used), reasons)
+    level, target = sa["level"].to_numpy(dtype=float), sa["target_level"].to_numpy(dtype=float)
+    used = ~np.isnan(level) & ~between.to_numpy()
+    at = positions(sa["learner_id"], learner_ids)
+    counted = used & (at >= 0)
+    post = (sa["wave"] == "post").to_numpy(dtype=bool)
+    gap = np.clip(target[counted] - level[counted], 0, None)
+    # one group per learner and wave (pandas' mean, as over the rows by id and wave)
+    by = pd.Series(gap).groupby(2 * at[counted] + post[counted])
+    means = _spread(by.mean(), 2 * len(learner_ids), np.nan)
+    sizes = _spread(by.size(), 2 * len(learner_ids), 0)
+    gaps = pd.DataFrame(
+        {"skills_gap_pre": means[0::2], "skills_gap": means[1::2], "n_skills_post": sizes[1::2]}
+    )
+    return gaps, TableQuality(len(sa), int(used.sum()), reasons)
 
 
 def _with_outcomes(
     learners: pd.DataFrame, per_learner: pd.DataFrame, gaps: pd.DataFrame
 ) -> pd.DataFrame:
-    """The learner table (indexed by learner_id) with the item counts and outcome columns."""
-    out = learners.join(per_learner, how="left")
-    out["n_items"] = out["n_items"].fillna(0).astype(int)
-    out["n_on_time"] = out["n_on_time"].fillna(0).astype(int)
-    out["n_done"] = out["n_done"].fillna(0).astype(int)
+    """The learner table with the item counts and outcome columns (all three in the same
+    order, numbered from 0)."""
+    out = pd.concat([learners, per_learner], axis=1)
     out["follow_through"] = np.where(
         out["n_items"] > 0, out["n_on_time"] / out["n_items"].clip(lower=1), np.nan
     )
-    for wave, name in (("pre", "skills_gap_pre"), ("post", "skills_gap")):
-        if ("mean", wave) in gaps.columns:
-            out[name] = gaps[("mean", wave)].reindex(out.index)
-        else:
-            out[name] = np.nan
-    out["n_skills_post"] = (
-        gaps[("size", "post")].reindex(out.index).fillna(0).astype(int)
-        if ("size", "post") in gaps.columns
-        else 0
-    )
-    return out.reset_index(drop=True)
+    for name in ("skills_gap_pre", "skills_gap", "n_skills_post"):
+        out[name] = gaps[name]
+    return out
 
 
 def _log_quality(programme: Programme) -> dict[str, TableQuality]:
@@ -255,7 +267,9 @@ def learner_outcomes(programme: Programme, *, as_of: str) -> LearnerOutcomes:
     Notes
     -----
     From 200,000 learners the action items and the skill assessments are summarised side by
-    side on the machine's cores (`lcstats.core.threads`).
+    side on the machine's cores (`lcstats.core.threads`). Rows are grouped by their learner's
+    position in the learners table, on the columns needed (1M learners, 4.9M items, 7M
+    assessments: 1.36-1.44 s -> 0.74 s, the same frame, measured).
 
     Examples
     --------
@@ -266,14 +280,15 @@ def learner_outcomes(programme: Programme, *, as_of: str) -> LearnerOutcomes:
     >>> bool(out.data["follow_through"].between(0, 1).all() or out.data["follow_through"].isna().any())
     True
     """
+    learners = programme.learners.reset_index(drop=True)
+    ids = learners["learner_id"]
     (per_learner, item_quality), (gaps, skill_quality) = calls_side_by_side(
         [
-            lambda: _item_outcomes(programme.action_items, pd.Timestamp(as_of)),
-            lambda: _skills_gaps(programme.skill_assessments),
+            lambda: _item_outcomes(programme.action_items, ids, pd.Timestamp(as_of)),
+            lambda: _skills_gaps(programme.skill_assessments, ids),
         ],
-        rows=len(programme.learners),
+        rows=len(learners),
     )
-    learners = programme.learners.set_index("learner_id", drop=False)
     out = _with_outcomes(learners, per_learner, gaps)
     used_learners = out["follow_through"].notna() | out["skills_gap"].notna()
     quality = {
