@@ -166,8 +166,9 @@ def _item_outcomes(
         items[c].to_numpy(dtype="datetime64[ns]") for c in ("created_on", "due_on", "completed_on")
     )
     limit = np.datetime64(cutoff, "ns")
-    at = positions(items["learner_id"], learner_ids)  # NaT compares as False below
-    counted = (created <= limit) & (due <= limit) & (at >= 0)
+    at = positions(items["learner_id"], learner_ids)
+    in_scope = (created <= limit) & (due <= limit)  # NaT compares as False, as in pandas
+    counted = in_scope & (at >= 0)
     done = counted & (completed <= limit)
     on_time = done & (completed <= due)
     days = (completed[done] - created[done]) // np.timedelta64(1, "D")  # whole days, as .dt.days
@@ -182,8 +183,7 @@ def _item_outcomes(
             ),
         }
     )
-    in_scope = int(((created <= limit) & (due <= limit)).sum())
-    return per_learner, TableQuality(len(items), in_scope, reasons)
+    return per_learner, TableQuality(len(items), int(in_scope.sum()), reasons)
 
 
 def _spread(per_group: pd.Series, n: int, empty: float) -> np.ndarray:
