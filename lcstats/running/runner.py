@@ -215,16 +215,14 @@ def _provenance() -> tuple[dict[str, Any], dict[str, str]]:
         return git.result(), versions
 
 
-def _tables_values(programme: Programme) -> int:
-    """Values in the validated tables (rows times columns)."""
-    frames = (programme.learners, programme.action_items, programme.skill_assessments)
-    return int(sum(f.size for f in frames))
+def _tables(programme: Programme) -> tuple[pd.DataFrame, ...]:
+    """The three validated tables."""
+    return (programme.learners, programme.action_items, programme.skill_assessments)
 
 
 def _tables_bytes(programme: Programme) -> int:
     """Memory the validated tables take: about what the hand-over writes."""
-    frames = (programme.learners, programme.action_items, programme.skill_assessments)
-    return int(sum(f.memory_usage(deep=True).sum() for f in frames))
+    return int(sum(f.memory_usage(deep=True).sum() for f in _tables(programme)))
 
 
 def time_limits(params: Params, override: float | None = None) -> tuple[float, float]:
@@ -499,7 +497,7 @@ class Attempt:
 
         programme = held.pop()
         ids = _identifiers(programme)
-        large = _tables_values(programme) >= RELEASE_AFTER_VALUES
+        large = sum(f.size for f in _tables(programme)) >= RELEASE_AFTER_VALUES
         watchdog = Watchdog(self.kernel)
         try:
             hand_over(programme, self.params, handover)
