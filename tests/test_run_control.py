@@ -188,6 +188,47 @@ def test_no_command_prints_a_traceback_when_its_pipe_closes(tmp_path):
         assert "exit=141" in done.stderr or "exit=0" in done.stderr
 
 
+def test_a_run_id_the_ledger_holds_is_not_given_again(tmp_path):
+    """A run killed and cleaned up within the same second as the next run of the same inputs
+    keeps its ledger record: the next run takes another id (seen in CI, where the ledger then
+    listed only the success)."""
+    import datetime as dt
+
+    from lcstats.running.ledger import recorded_run_ids
+    from lcstats.running.run_folder import new_run_folder, run_id_base
+
+    stamp = dt.datetime(2026, 12, 2, 10, 0, 0, tzinfo=dt.UTC)
+    base = run_id_base(stamp, "abcdef123456")
+    for run_id, evaluation in ((base, "e"), (base + "-3", "e"), (base, "other")):
+        record_run(
+            tmp_path,
+            RunRecord(
+                evaluation, run_id, "interrupted", stamp.isoformat(), 1.0, "i", "p", "c", None
+            ),
+        )
+    record_run(  # another tag
+        tmp_path,
+        RunRecord(
+            "e",
+            base.replace("abcdef12", "abcdef13"),
+            "failed",
+            stamp.isoformat(),
+            1,
+            "i",
+            "p",
+            "c",
+            None,
+        ),
+    )
+    taken = recorded_run_ids(tmp_path, "e", base)
+    assert taken == {base, base + "-3"}
+    (tmp_path / "e").mkdir()
+    assert new_run_folder(tmp_path / "e", stamp, "abcdef123456", recorded=taken).run_id == (
+        base + "-2"
+    )
+    assert new_run_folder(tmp_path / "e", stamp, "abcdef123456").run_id == base  # no ledger
+
+
 def test_runs_json_gives_every_field(tmp_path):
     record_run(
         tmp_path,

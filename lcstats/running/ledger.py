@@ -222,6 +222,17 @@ def last_success(root: str | Path, evaluation: str) -> RunRecord | None:
     return RunRecord(*rows[0]) if rows else None
 
 
+def recorded_run_ids(root: str | Path, evaluation: str, prefix: str) -> set[str]:
+    """The ids of an evaluation's recorded runs that begin with `prefix`."""
+    pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    rows = _read(
+        root,
+        "SELECT run_id FROM runs WHERE evaluation = ? AND run_id LIKE ? ESCAPE '\\'",
+        (evaluation, pattern),
+    )
+    return {row[0] for row in rows}
+
+
 def unfinished_runs(root: str | Path, evaluation: str) -> list[RunRecord]:
     """Runs of an evaluation still recorded as ``running``."""
     rows = _read(

@@ -14,6 +14,7 @@ import datetime as dt
 import errno
 import os
 import shutil
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,11 +58,26 @@ class RunFolder:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
-def new_run_folder(eval_root: Path, stamp: dt.datetime, tag: str) -> RunFolder:
-    """A run folder with an unused id made of the start time and a tag; its staging created."""
-    base = f"{stamp:%Y%m%dT%H%M%SZ}-{tag[:8]}"
+def run_id_base(stamp: dt.datetime, tag: str) -> str:
+    """A run's id before any suffix: its start time (to the second) and a tag."""
+    return f"{stamp:%Y%m%dT%H%M%SZ}-{tag[:8]}"
+
+
+def new_run_folder(
+    eval_root: Path, stamp: dt.datetime, tag: str, *, recorded: Collection[str] = ()
+) -> RunFolder:
+    """A run folder with an unused id made of the start time and a tag; its staging created.
+
+    An id is used when a folder has it or the ledger records it (`recorded`): a run killed in
+    the same second, whose folder the next run removed, keeps its record.
+    """
+    base = run_id_base(stamp, tag)
     run_id, n = base, 1
-    while (eval_root / run_id).exists() or (eval_root / f".{run_id}{PARTIAL_SUFFIX}").exists():
+    while (
+        run_id in recorded
+        or (eval_root / run_id).exists()
+        or (eval_root / f".{run_id}{PARTIAL_SUFFIX}").exists()
+    ):
         n += 1
         run_id = f"{base}-{n}"
     folder = RunFolder(eval_root, run_id)

@@ -51,7 +51,13 @@ from lcstats.running.failures import (
     timeout_cause,
 )
 from lcstats.running.kernel import KERNEL_NAME, NOTEBOOK_DIR, KernelBusy, RunKernel
-from lcstats.running.ledger import LedgerError, RunRecord, last_success, record_run
+from lcstats.running.ledger import (
+    LedgerError,
+    RunRecord,
+    last_success,
+    record_run,
+    recorded_run_ids,
+)
 from lcstats.running.locks import EvaluationBusy, evaluation_lock
 from lcstats.running.run_folder import (
     OUTPUT_ALLOWANCE,
@@ -65,6 +71,7 @@ from lcstats.running.run_folder import (
     new_run_folder,
     point_latest,
     remove_stale_partials,
+    run_id_base,
     space_needed,
 )
 from lcstats.running.watchdog import Watchdog
@@ -409,11 +416,22 @@ class Attempt:
         tag = hashlib.sha256(
             (self.fingerprints["inputs"] + self.fingerprints["parameters"]).encode()
         )
-        self.folder = new_run_folder(eval_root, self.started, tag.hexdigest())
+        self.folder = new_run_folder(
+            eval_root, self.started, tag.hexdigest(), recorded=self._recorded(tag.hexdigest())
+        )
         self._record("running", "")
         held = [programme]  # the only reference: `_execute` frees the tables once handed over
         del programme
         return self._finish(self._execute(held, need), need)
+
+    def _recorded(self, tag: str) -> set[str]:
+        """Run ids of this second and tag that the ledger already holds (none if unreadable)."""
+        try:
+            return recorded_run_ids(
+                self.root, self.params.evaluation, run_id_base(self.started, tag)
+            )
+        except LedgerError:
+            return set()
 
     def _write_failed(self, exc: OSError) -> RunOutcome:
         """A file or folder of the run could not be written: remove the run's folder, say why."""
