@@ -5,7 +5,9 @@ evaluation notebook builds them; then ``build_report(...).write(path)`` is timed
 times (after one warm-up, shown separately: in a run it is the only build, in a fresh kernel).
 One BLAS thread (``OPENBLAS_NUM_THREADS=1``), the Agg backend.
 
-A second, instrumented pass (``--figures``, on by default) breaks one build down by figure:
+The timed builds draw the figures as a run does, shared between this process and forked
+copies of it (one per core: `lcstats.core.forks`). A second, instrumented pass (``--figures``,
+on by default) draws every figure in this process and breaks one build down by figure:
 
 ==========  ======================================================================================
 build       time in the ``lcstats.reporting.plots`` functions (and the report's own subplot set-up) that
@@ -243,6 +245,13 @@ def _patches(
         (report, "_figure", probe.figure),
         (report._Tables, "__call__", _timing(probe.adder("tables"))),
         (report.Report, "render", _timing(probe.adder("render"))),
+        # every figure drawn in this process, where the wrappers see it (revisions before the
+        # figures were shared with forked copies have no such setting)
+        *(
+            [(report, "FIGURE_PROCESSES", lambda _: 1)]
+            if hasattr(report, "FIGURE_PROCESSES")
+            else []
+        ),
     ]
 
 

@@ -287,6 +287,7 @@ write_results(results_document(params=params, programme=programme, outcomes=outc
     effects=effects, diagnostics=diagnostics), out)
 T["results.json"] = time.perf_counter() - t; t = time.perf_counter()
 import lcstats.reporting.report as rep
+rep.FIGURE_PROCESSES = 1  # every figure drawn in this process, where its time is taken
 render = [0.0]
 original = rep.figure_uri
 def timed_uri(fig, **kw):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import gc
 import io
+import os
 import re
 import struct
 from types import SimpleNamespace
@@ -22,6 +23,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
+from lcstats.core import forks
 from lcstats.reporting import plots, report
 from tests.conftest import ROOT
 
@@ -68,6 +70,28 @@ def inputs(example_evaluation) -> dict:
 @pytest.fixture(scope="module")
 def html(inputs) -> str:
     return report.build_report(**inputs).render()
+
+
+def test_figures_drawn_in_forked_copies_are_the_bytes_drawn_here(inputs, monkeypatch):
+    """The report's figures are shared with forked copies of the process: the report is the
+    same, byte for byte, as with every figure drawn here."""
+    monkeypatch.setattr(forks, "MAX_FORK_RSS", 1 << 40)  # fork whatever this process holds
+    forked = []
+    fork = os.fork
+
+    def counted_fork() -> int:
+        pid = fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(report, "FIGURE_PROCESSES", 2)
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fork", counted_fork)
+        shared = report.build_report(**inputs).render()
+    assert forked, "no copy was forked"
+    monkeypatch.setattr(report, "FIGURE_PROCESSES", 1)
+    assert shared == report.build_report(**inputs).render()
 
 
 def test_every_figure_is_whole_sized_for_the_page_and_without_metadata(html):
@@ -257,6 +281,7 @@ def long_name_figures(tmp_path_factory, small_programme_dir):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(report, "_figure", keep)
+        patch.setattr(report, "FIGURE_PROCESSES", 1)  # every figure drawn here, where it is kept
         report.build_report(**done.report_arguments("long"))
     return figures
 

@@ -437,6 +437,51 @@ def test_a_run_kernel_stopped_while_warming_up_stops_at_once():
     assert pid not in kernels_left()
 
 
+def test_a_killed_kernel_takes_the_processes_it_forked_with_it(tmp_path):
+    """Killing a run's kernel (a fault, or the run's time limit) ends its process group: a
+    forked copy drawing the report's figures, or anything else the notebook started, does not
+    outlive it."""
+    import time
+
+    import psutil
+
+    from lcstats.running.kernel import NOTEBOOK_DIR, RunKernel
+
+    note = tmp_path / "copy.pid"
+    kernel = RunKernel(
+        NOTEBOOK_DIR,
+        warm_imports=(
+            "import os, time; copy = os.fork(); copy or (time.sleep(120), os._exit(0)); "
+            f"open({str(note)!r}, 'w').write(str(copy))"
+        ),
+    )
+    try:
+        kernel.wait_started()
+        deadline = time.monotonic() + 60
+        while not note.exists() or not note.read_text():
+            assert time.monotonic() < deadline, "the kernel did not fork"
+            time.sleep(0.05)
+        copy = int(note.read_text())
+        assert psutil.pid_exists(copy)
+        kernel.kill()
+        deadline = time.monotonic() + 10
+        while not _ended(copy):
+            assert time.monotonic() < deadline, "the kernel's copy outlived it"
+            time.sleep(0.05)
+    finally:
+        kernel.stop()
+
+
+def _ended(pid: int) -> bool:
+    """Whether a process has ended (gone, or a zombie waiting to be reaped)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def test_the_console_entry_exits_with_mains_code_after_freezing_the_heap(monkeypatch):
     import gc
 

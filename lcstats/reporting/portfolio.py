@@ -15,8 +15,9 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -25,6 +26,9 @@ from lcstats.core.files import write_atomic, write_json
 from lcstats.core.options import OUTCOME_LABELS, OUTCOMES
 from lcstats.estimation.pooling import PooledEffect, pool_effects
 from lcstats.reporting import plots
+
+if TYPE_CHECKING:
+    from lcstats.reporting.report import _Figures
 
 DESIGN_NAMES = {
     "observational": "adjusted comparison",
@@ -189,21 +193,23 @@ class Portfolio:
 def _context(portfolio: Portfolio) -> dict[str, Any]:
     """What the template shows: readings, figures and table rows (plain values)."""
     from lcstats.estimation.effects import format_effect, format_interval
-    from lcstats.reporting.report import _drawing, _figure
+    from lcstats.reporting.report import _drawing, _Figures
 
+    figures = _Figures()
+    pooled = [
+        {
+            "label": OUTCOME_LABELS.get(o, o),
+            "reading": p.reading(),
+            "figure": figures(
+                partial(plots.pooled_forest_plot, p),
+                f"Forest plot of the effect on {OUTCOME_LABELS.get(o, o).lower()} in each evaluation and pooled",
+            ),
+        }
+        for o, p in portfolio.pooled.items()
+    ]
+    rows = [_row(e, format_effect, format_interval, figures) for e in portfolio.evaluations]
     with _drawing():
-        pooled = [
-            {
-                "label": OUTCOME_LABELS.get(o, o),
-                "reading": p.reading(),
-                "figure": _figure(
-                    plots.pooled_forest_plot(p),
-                    f"Forest plot of the effect on {OUTCOME_LABELS.get(o, o).lower()} in each evaluation and pooled",
-                ),
-            }
-            for o, p in portfolio.pooled.items()
-        ]
-        rows = [_row(e, format_effect, format_interval) for e in portfolio.evaluations]
+        figures.draw()
     return {
         "pooled": pooled,
         "rows": rows,
@@ -212,10 +218,8 @@ def _context(portfolio: Portfolio) -> dict[str, Any]:
     }
 
 
-def _row(e: EvaluationSummary, format_effect, format_interval) -> dict[str, Any]:
-    """One evaluation as a table row, with its trend chart."""
-    from lcstats.reporting.report import _figure
-
+def _row(e: EvaluationSummary, format_effect, format_interval, figures: _Figures) -> dict[str, Any]:
+    """One evaluation as a table row, with its trend chart (drawn by `figures`)."""
     cells = {}
     for outcome in OUTCOMES:
         h = e.headline(outcome)
@@ -226,8 +230,8 @@ def _row(e: EvaluationSummary, format_effect, format_interval) -> dict[str, Any]
         )
     trend = e.trend[e.trend["outcome"] == "follow_through"]
     figure = (
-        _figure(
-            plots.trend_plot(trend, outcome="follow_through"),
+        figures(
+            partial(plots.trend_plot, trend, outcome="follow_through"),
             f"Trend of the follow-through effect of {e.title} over {len(trend)} runs",
         )
         if len(trend)

@@ -194,11 +194,19 @@ def kernel_exit_code(km: AsyncKernelManager) -> int | None:
 
 
 def kill_kernel(km: AsyncKernelManager) -> None:
-    """Kill a kernel at once (from any thread); nbclient notices within about a second."""
+    """Kill a kernel at once (from any thread); nbclient notices within about a second.
+
+    With the kernel, what it started in its process group (jupyter_client starts each kernel
+    in a session of its own): forked copies drawing the report's figures
+    (`lcstats.core.forks`), or any program a notebook ran.
+    """
     pid = kernel_pid(km)
     if pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
 
 
 def stop_kernel(km: AsyncKernelManager) -> None:
