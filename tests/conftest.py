@@ -48,6 +48,28 @@ def example_evaluation():
     return lcstats.evaluate(lcstats.load_params(ROOT / "params" / "example.yaml"))
 
 
+@pytest.fixture
+def forks_counted(monkeypatch) -> list[int]:
+    """The process ids of the copies `lcstats.core.forks` forks meanwhile (it may fork
+    whatever this process holds: a test session grows past its memory threshold)."""
+    import os
+
+    from lcstats.core import forks
+
+    monkeypatch.setattr(forks, "MAX_FORK_RSS", 1 << 40)
+    forked: list[int] = []
+    fork = os.fork
+
+    def counted_fork() -> int:
+        pid = fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", counted_fork)
+    return forked
+
+
 def write_params(path: Path, data_dir: Path, **overrides) -> Path:
     """Write a params YAML pointing at a programme folder."""
     import yaml

@@ -160,41 +160,17 @@ def _document(evaluation, diagnostics) -> str:
     return json.dumps(results_document(**arguments), sort_keys=True, default=str)
 
 
-def test_diagnostics_made_in_forked_copies_equal_those_made_here(example_evaluation, monkeypatch):
+def test_diagnostics_made_in_forked_copies_equal_those_made_here(
+    example_evaluation, forks_counted, monkeypatch
+):
     """The example's diagnostics (below 200,000 learners: in forked copies) are the same, to
     the last digit of results.json, as with every analysis made in this process."""
-    from lcstats.estimation.diagnostics import diagnose
+    from lcstats.estimation.evaluation import diagnose_evaluation
 
-    params = example_evaluation.params
-
-    def diagnostics():
-        return diagnose(
-            example_evaluation.outcomes,
-            example_evaluation.effects,
-            treatment=params.treatment,
-            covariates=params.covariates,
-            cluster=params.cluster,
-            headline_method=params.headline_method,
-            estimand=params.estimand,
-            alpha=params.alpha,
-            min_group_size=params.min_group_size,
-        )
-
-    monkeypatch.setattr(forks, "MAX_FORK_RSS", 1 << 40)  # fork whatever this process holds
-    forked = []
-    fork = os.fork
-
-    def counted_fork() -> int:
-        pid = fork()
-        if pid:
-            forked.append(pid)
-        return pid
-
-    with monkeypatch.context() as patch:
-        patch.setattr(os, "fork", counted_fork)
-        shared = diagnostics()
-    assert forked, "no copy was forked"
+    ev = example_evaluation
+    shared = diagnose_evaluation(ev.params, ev.outcomes, ev.effects)
+    assert forks_counted, "no copy was forked"
     monkeypatch.setattr(forks, "MAX_FORK_RSS", 0)  # no forking: every analysis made here
-    here = diagnostics()
-    assert _document(example_evaluation, shared) == _document(example_evaluation, here)
+    here = diagnose_evaluation(ev.params, ev.outcomes, ev.effects)
+    assert _document(ev, shared) == _document(ev, here)
     assert shared.skipped == here.skipped

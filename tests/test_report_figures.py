@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import gc
 import io
-import os
 import re
 import struct
 from types import SimpleNamespace
@@ -23,7 +22,6 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from lcstats.core import forks
 from lcstats.reporting import plots, report
 from tests.conftest import ROOT
 
@@ -72,24 +70,14 @@ def html(inputs) -> str:
     return report.build_report(**inputs).render()
 
 
-def test_figures_drawn_in_forked_copies_are_the_bytes_drawn_here(inputs, monkeypatch):
+def test_figures_drawn_in_forked_copies_are_the_bytes_drawn_here(
+    inputs, forks_counted, monkeypatch
+):
     """The report's figures are shared with forked copies of the process: the report is the
     same, byte for byte, as with every figure drawn here."""
-    monkeypatch.setattr(forks, "MAX_FORK_RSS", 1 << 40)  # fork whatever this process holds
-    forked = []
-    fork = os.fork
-
-    def counted_fork() -> int:
-        pid = fork()
-        if pid:
-            forked.append(pid)
-        return pid
-
     monkeypatch.setattr(report, "FIGURE_PROCESSES", 2)
-    with monkeypatch.context() as patch:
-        patch.setattr(os, "fork", counted_fork)
-        shared = report.build_report(**inputs).render()
-    assert forked, "no copy was forked"
+    shared = report.build_report(**inputs).render()
+    assert forks_counted, "no copy was forked"
     monkeypatch.setattr(report, "FIGURE_PROCESSES", 1)
     assert shared == report.build_report(**inputs).render()
 

@@ -90,6 +90,25 @@ def estimate(params: Params, outcomes: LearnerOutcomes) -> EffectSet:
     )
 
 
+def diagnose_evaluation(
+    params: Params, outcomes: LearnerOutcomes, effects: EffectSet
+) -> Diagnostics:
+    """How far to trust the effects, as the parameters ask (`lcstats.diagnose`)."""
+    from lcstats.estimation.diagnostics import diagnose
+
+    return diagnose(
+        outcomes,
+        effects,
+        treatment=params.treatment,
+        covariates=params.covariates,
+        cluster=params.cluster,
+        headline_method=params.headline_method,
+        estimand=params.estimand,
+        alpha=params.alpha,
+        min_group_size=params.min_group_size,
+    )
+
+
 def evaluate(params: Params, *, programme: Programme | None = None) -> Evaluation:
     """Compute an evaluation: inputs, learner outcomes, effects and diagnostics.
 
@@ -102,24 +121,13 @@ def evaluate(params: Params, *, programme: Programme | None = None) -> Evaluatio
     """
     from lcstats.data.inputs import load_inputs
     from lcstats.estimation.designs import check_design, design_estimates
-    from lcstats.estimation.diagnostics import diagnose
     from lcstats.outcomes.learner import learner_outcomes
 
     programme = programme if programme is not None else load_inputs(params)
     check_design(params, programme)
     outcomes = learner_outcomes(programme, as_of=params.as_of)
     effects = estimate(params, outcomes)
-    diagnostics = diagnose(
-        outcomes,
-        effects,
-        treatment=params.treatment,
-        covariates=params.covariates,
-        cluster=params.cluster,
-        headline_method=params.headline_method,
-        estimand=params.estimand,
-        alpha=params.alpha,
-        min_group_size=params.min_group_size,
-    )
+    diagnostics = diagnose_evaluation(params, outcomes, effects)
     design = design_estimates(params, programme, outcomes, effects)
     value = value_for_money(params, effects, design)
     return Evaluation(params, programme, outcomes, effects, diagnostics, design, value)
