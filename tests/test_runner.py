@@ -13,7 +13,7 @@ import pytest
 
 from lcstats.cli import main
 from lcstats.running.runner import HANDOVER_FILE, identifier_leaks, run_evaluation
-from tests.conftest import write_params
+from tests.conftest import ROOT, write_params
 
 LCSTATS = Path(sys.executable).parent / "lcstats"
 
@@ -102,6 +102,11 @@ def test_run_json_records_provenance(good_run, small_programme_dir):
     assert run["parameters"]["alpha"] == 0.05  # defaults filled in
     assert {"python", "pandas", "statsmodels", "lcstats"} <= set(run["versions"])
     assert {"commit", "dirty"} <= set(run["git"])
+    if (ROOT / ".git").exists():  # a clone (as CI's): the commit is always known
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+        assert run["git"]["commit"] == head.stdout.strip()
     assert run["started"] <= run["ended"]
 
 

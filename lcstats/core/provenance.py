@@ -33,27 +33,46 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+GIT_WAIT_S = 3.0  # the longest a run waits for git (its answer takes milliseconds, as a rule)
+_LEFT_RUNNING: list[subprocess.Popen] = []  # git processes left to finish (see git_state)
+
+
 @cache
-def git_state(root: str | None = None) -> dict[str, str | bool | None]:
-    """The commit of the code and whether the work tree has uncommitted changes."""
+def git_state(root: str | None = None, wait: float = GIT_WAIT_S) -> dict[str, str | bool | None]:
+    """The code's commit and whether the work tree has uncommitted changes (None: unknown).
+
+    Asking whether tracked files changed can take long when their recorded file times no longer
+    match (a fresh clone, a checkout, a saved notebook) and git runs a content filter on each
+    (nbstripout's starts Python for every notebook): after `wait` seconds the answer is unknown,
+    but git is left to finish, so that it records the files as checked and the next run's
+    question takes milliseconds (killing it would leave every later run as slow).
+    """
     where = Path(root) if root else Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"],
             cwd=where,
+            stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
-            timeout=10,
+            timeout=wait,
             check=True,
         ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": bool(status.strip())}
+    status = subprocess.Popen(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=where,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        changes, _ = status.communicate(timeout=wait)
+    except subprocess.TimeoutExpired:  # left to finish (see above); its output is not read
+        _LEFT_RUNNING.append(status)
+        return {"commit": commit, "dirty": None}
+    if status.returncode != 0:
+        return {"commit": commit, "dirty": None}
+    return {"commit": commit, "dirty": bool(changes.strip())}
