@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import warnings
 from functools import partial
@@ -131,3 +132,45 @@ def test_no_copy_is_left_behind():
     copies = set(pids) - {PARENT}
     assert copies
     assert not [pid for pid in copies if Path(f"/proc/{pid}").exists()]
+
+
+def _where() -> tuple[int, str]:
+    time.sleep(0.1)
+    return os.getpid(), threading.current_thread().name
+
+
+def test_large_work_runs_in_threads_and_small_work_in_forked_copies():
+    from lcstats.core.threads import MIN_ROWS
+
+    large = forks.calls_on_cores([_where] * 4, rows=MIN_ROWS)
+    assert {pid for pid, _ in large} == {PARENT}
+    assert any(name.startswith("lcstats-side") for _, name in large)
+    small = forks.calls_on_cores([_where] * 4, rows=MIN_ROWS - 1)
+    assert {pid for pid, _ in small} - {PARENT}
+
+
+def _document(evaluation, diagnostics) -> str:
+    import json
+
+    from lcstats.reporting.results import results_document
+
+    arguments = evaluation.report_arguments("test")
+    arguments.pop("run_id")
+    arguments["diagnostics"] = diagnostics
+    return json.dumps(results_document(**arguments), sort_keys=True, default=str)
+
+
+def test_diagnostics_made_in_forked_copies_equal_those_made_here(
+    example_evaluation, forks_counted, monkeypatch
+):
+    """The example's diagnostics (below 200,000 learners: in forked copies) are the same, to
+    the last digit of results.json, as with every analysis made in this process."""
+    from lcstats.estimation.evaluation import diagnose_evaluation
+
+    ev = example_evaluation
+    shared = diagnose_evaluation(ev.params, ev.outcomes, ev.effects)
+    assert forks_counted, "no copy was forked"
+    monkeypatch.setattr(forks, "MAX_FORK_RSS", 0)  # no forking: every analysis made here
+    here = diagnose_evaluation(ev.params, ev.outcomes, ev.effects)
+    assert _document(ev, shared) == _document(ev, here)
+    assert shared.skipped == here.skipped

@@ -1,8 +1,9 @@
 """Short, independent, interpreter-bound calls shared with forked copies of this process.
 
 Threads (`lcstats.core.threads`) share the cores only where the work releases the interpreter
-lock (numpy, pyarrow). Drawing figures does not: matplotlib lays out and draws in Python, so
-the report's figures are drawn on one core while the machine's others wait. `calls_forked`
+lock (numpy, pyarrow). Drawing figures does not (matplotlib lays out and draws in Python), nor
+do the diagnostics' many small fits below 200,000 learners: in threads they take turns on one
+core while the machine's others wait. `calls_forked`
 forks this process (Linux only), and the copies and this process take the calls one at a time
 from a shared queue (a pipe holding their numbers: a read of a few bytes is atomic, and a copy
 that dies holds no lock), each call where a process is first free; the copies send their
@@ -16,7 +17,8 @@ What a copy warns is warned again here; what it prints is printed here.
 Forking is skipped (the calls run in turn, here) off Linux, on one core, for fewer than two
 calls or more than `MAX_CALLS` (the queue's pipe would fill), and when this process holds more
 than `MAX_FORK_RSS` bytes: the copy's page tables and the pages it writes to would then cost
-more than the calls save.
+more than the calls save. `calls_on_cores` chooses threads or copies by the rows worked on.
+One BLAS thread per process while the calls run, as in `lcstats.core.threads`.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, BinaryIO, TypeVar
 
-from lcstats.core.threads import usable_cores
+from threadpoolctl import threadpool_limits
+
+from lcstats.core import threads
 
 R = TypeVar("R")
 MAX_FORK_RSS = 1 << 30  # bytes resident in this process above which calls run here, in turn
@@ -70,8 +74,8 @@ def calls_forked(calls: Sequence[Callable[[], R]], *, processes: int | None = No
         Each must return a picklable value and change nothing another call or this process
         uses afterwards (what a call changes in a copy is lost with the copy).
     processes : int, optional
-        At most this many processes, this one included (default: `usable_cores`). With one,
-        or where `can_fork` says no, the calls are made here, in turn.
+        At most this many processes, this one included (default: one per usable core). With
+        one, or where `can_fork` says no, the calls are made here, in turn.
 
     Returns
     -------
@@ -83,9 +87,32 @@ def calls_forked(calls: Sequence[Callable[[], R]], *, processes: int | None = No
     >>> calls_forked([lambda: 1, lambda: 2])
     [1, 2]
     """
-    processes = min(len(calls), processes or usable_cores())
+    processes = min(len(calls), processes or threads.usable_cores())
     if processes <= 1 or len(calls) > MAX_CALLS or not can_fork():
         return [call() for call in calls]
+    with threadpool_limits(limits=1):  # one BLAS thread in each process, as in each thread
+        return _forked(calls, processes)
+
+
+def calls_on_cores(calls: Sequence[Callable[[], R]], *, rows: int) -> list[R]:
+    """``[call() for call in calls]`` on the machine's cores: in threads (`calls_side_by_side`)
+    for work on at least `~lcstats.core.threads.MIN_ROWS` rows, which numpy and pyarrow do with
+    the interpreter lock released (and the rows are not copied); in forked copies
+    (`calls_forked`) below, where the calls are mostly Python (many small fits) and threads
+    would take turns. The calls' results must be picklable and small.
+
+    Examples
+    --------
+    >>> calls_on_cores([lambda: 1, lambda: 2], rows=10)
+    [1, 2]
+    """
+    if rows >= threads.MIN_ROWS:
+        return threads.calls_side_by_side(calls, rows=rows)
+    return calls_forked(calls)
+
+
+def _forked(calls: Sequence[Callable[[], R]], processes: int) -> list[R]:
+    """`calls_forked` with `processes` processes (forking allowed)."""
     queue = _queue(len(calls))
     copies: dict[int, BinaryIO] = {}  # pid: where it writes, while it is not reaped
     results: dict[int, Any] = {}

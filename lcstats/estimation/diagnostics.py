@@ -12,7 +12,8 @@ each of their many estimates neither copies the whole learner table nor codes it
 Their estimates equal those on the original table: a subgroup has its own propensity and
 outcome models, which the maths does not let one fit share. These analyses, for both outcomes,
 and the balance of the covariates run side by side on the machine's cores
-(`lcstats.core.threads.side_by_side`).
+(`lcstats.core.forks.calls_on_cores`: in threads at scale, in forked copies below 200,000
+learners, where the many small fits are mostly Python).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from statsmodels.regression.linear_model import OLS
 
 from lcstats.core.display import Readings, summary_html
 from lcstats.core.errors import EstimationError
+from lcstats.core.forks import calls_on_cores
 from lcstats.core.options import OUTCOME_LABELS
-from lcstats.core.threads import side_by_side, workers_for
 from lcstats.estimation.analysis import EffectSet, outcome_covariates
 from lcstats.estimation.balance import (
     Balance,
@@ -217,7 +218,7 @@ def _by_outcome(
     Each uses the outcome's own analysis sample; the result holds the fields of `Diagnostics`
     from ``evalues`` to ``cohorts``. Cohorts with fewer than ``min_group_size`` coached or
     not-coached learners are left out of the pooling and named in its notes. With many learners
-    the analyses run side by side on the machine's cores (`lcstats.core.threads.side_by_side`):
+    the analyses run side by side on the machine's cores (`lcstats.core.forks.calls_on_cores`):
     their dozens of refits take seconds at a million learners.
     """
     data = outcomes.data
@@ -253,12 +254,11 @@ def _by_outcome(
         )
         tasks += [(kind, outcome, task) for kind, task in analyses.items()]
     tasks.append(("balance", "follow_through", balance))
-    tasks.sort(key=lambda task: ANALYSES.index(task[0]))  # the longest first, for the threads
+    # the longest first: the cores finish together
+    tasks.sort(key=lambda task: ANALYSES.index(task[0]))
     skipped = {}
-    found = side_by_side(
-        _attempt,
-        [(kind in MAY_FAIL, task) for kind, _, task in tasks],
-        workers=workers_for(len(data)),
+    found = calls_on_cores(
+        [partial(_attempt, (kind in MAY_FAIL, task)) for kind, _, task in tasks], rows=len(data)
     )
     for (kind, outcome, _), value in zip(tasks, found, strict=True):
         if kind == "balance":
