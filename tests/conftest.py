@@ -99,13 +99,37 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _postgres_user() -> list[str]:
+    """The prefix that runs a PostgreSQL program as the postgres user (initdb refuses root)."""
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
 def _as_postgres(*cmd: str) -> None:
-    """Run a PostgreSQL program as the postgres user (initdb refuses root)."""
+    """Run a PostgreSQL program as the postgres user."""
     import subprocess
 
-    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    done = subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*_postgres_user(), *cmd], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"{' '.join(cmd)} failed: {done.stderr or done.stdout}"
+
+
+def _stop_when_gone(pid: int, *, stop: list[str], remove: str) -> None:
+    """Start a watcher (in a session of its own) that runs `stop` and removes the folder
+    `remove` once process `pid` has ended: a test session killed from outside (no fixture
+    teardown) leaves no server behind. After a normal teardown both are no-ops."""
+    import shlex
+    import subprocess
+
+    script = (
+        f"while kill -0 {pid} 2>/dev/null; do sleep 1; done; "
+        f"{shlex.join(stop)} >/dev/null 2>&1; rm -rf {shlex.quote(remove)}"
+    )
+    subprocess.Popen(
+        ["sh", "-c", script],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -145,6 +169,11 @@ def postgres_url():
     _as_postgres(
         f"{pg}/pg_ctl", "-D", data, "-l", f"{tmp}/log", "-w", "-t", "60", "-o", options, "start"
     )
+    _stop_when_gone(
+        os.getpid(),
+        stop=[*_postgres_user(), f"{pg}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"],
+        remove=tmp,
+    )
     try:
         with psycopg.connect(
             host=tmp, port=port, user="postgres", dbname="postgres", autocommit=True
@@ -155,9 +184,8 @@ def postgres_url():
     finally:
         import subprocess
 
-        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         subprocess.run(
-            [*prefix, f"{pg}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"],
+            [*_postgres_user(), f"{pg}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"],
             capture_output=True,
             timeout=60,
         )
