@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m ipykernel install --sys-prefix --name lcstats --display-name "Python (lcstats)" > /dev/null
 	$(BIN)/jupyter labextension disable --level=sys_prefix "@jupyterlab/apputils-extension:announcements" > /dev/null 2>&1
 	if [ -d .git ]; then $(BIN)/nbstripout --install --extra-keys "metadata.papermill cell.metadata.papermill"; fi
-	# let git check the notebooks through the filter once, now, rather than in the first run
-	if [ -d .git ]; then git status --porcelain --untracked-files=no > /dev/null; fi
+# git checks the notebooks through the filter once, here, rather than in the first run (best effort)
+	if [ -d .git ]; then git status --porcelain --untracked-files=no > /dev/null 2>&1 || true; fi
 	touch $(STAMP)
 
 setup: $(STAMP)
