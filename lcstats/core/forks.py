@@ -3,11 +3,10 @@
 Threads (`lcstats.core.threads`) share the cores only where the work releases the interpreter
 lock (numpy, pyarrow). Drawing figures does not (matplotlib lays out and draws in Python), nor
 do the diagnostics' many small fits below 200,000 learners: in threads they take turns on one
-core while the machine's others wait. `calls_forked`
-forks this process (Linux only), and the copies and this process take the calls one at a time
-from a shared queue (a pipe holding their numbers: a read of a few bytes is atomic, and a copy
-that dies holds no lock), each call where a process is first free; the copies send their
-results back (pickled) through a temporary file.
+core while the machine's others wait. `calls_forked` forks this process (Linux only), and the
+copies and this process take the calls one at a time from a shared queue (a pipe holding their
+numbers: a read of a few bytes is atomic, and a copy that dies holds no lock), each call where
+a process is first free; the copies send their results back (pickled) through a temporary file.
 
 A copy never decides the outcome: a call that raises in a copy, a copy that dies or one that
 does not finish in time only costs time, since this process then makes the calls whose results
