@@ -382,17 +382,42 @@ def test_the_run_kernel_is_launched_first_keeps_no_history_and_freezes_its_impor
                     # statsmodels imported without polars, which stays importable (moderndid)
                     "polars_left_out": "'polars' in __import__('sys').modules",
                     "polars": "__import__('polars').__name__",
+                    # started without the debugger's debugpy, which stays importable
+                    "debugger": "__import__('ipykernel.debugger').debugger._is_debugpy_available",
+                    "debugpy_left_out": "'debugpy' in __import__('sys').modules",
+                    "debugpy": "__import__('debugpy').__name__",
+                    "frozen_modules": "__import__('sys')._xoptions.get('frozen_modules')",
+                    "cwd_first": "__import__('sys').path[0] in ('', __import__('os').getcwd())",
                 },
             ),
             timeout=180,
         )
     finally:
         kernel.stop()
+    assert found["debugger"] == "False" and found["debugpy_left_out"] == "False"
+    assert found["debugpy"] == "'debugpy'" and found["frozen_modules"] == "None"
+    assert found["cwd_first"] == "False"  # as ipykernel_launcher: imports do not start at cwd
     assert int(found["frozen"]) > 100_000  # the warm-up's objects
     assert found["collecting"] == "True"  # off only while the warm-up imports
     assert found["history"] == "False"
     assert found["imported"] == "True"
     assert found["polars_left_out"] == "False" and found["polars"] == "'polars'"
+
+
+def test_a_run_kernel_without_warm_up_collects_garbage():
+    """The garbage collector is off from the kernel's first line (`LAUNCH`) and on again once it
+    has started, whether or not it has imports to warm up."""
+    from lcstats.running.kernel import NOTEBOOK_DIR, RunKernel
+
+    kernel = RunKernel(NOTEBOOK_DIR, warm_imports="")
+    try:
+        found = kernel.run(
+            lambda km: _user_expressions(km, {"collecting": "__import__('gc').isenabled()"}),
+            timeout=180,
+        )
+    finally:
+        kernel.stop()
+    assert found["collecting"] == "True"
 
 
 def test_the_run_kernel_hands_papermill_a_client_connected_while_it_warmed_up(tmp_path):
