@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -65,21 +66,29 @@ def test_workers_for_few_rows_is_one():
     assert workers_for(MIN_ROWS) == usable_cores()
 
 
-@pytest.mark.parametrize("broken", [False, True], ids=["valid", "with problems"])
-def test_tables_read_side_by_side_equal_the_tables_read_in_turn(
-    small_programme_dir, tmp_path, monkeypatch, broken
-):
+@pytest.fixture(scope="module")
+def sessions_programme_dir(tmp_path_factory):
+    """A programme whose coaching comes from a session log (the learners table lacks it)."""
+    from lcstats.data.simulate import simulate_programme, with_logs, write_programme
+
+    sim = with_logs(simulate_programme(n_learners=300, seed=5))
+    out = tmp_path_factory.mktemp("sessions")
+    write_programme(sim, out)
+    learners = sim.learners.drop(columns=["coached", "coaching_sessions"])
+    # a long text column: the learners are the largest file, read first
+    learners.assign(remarks="x" * 1000).to_csv(out / "learners.csv", index=False)
+    return out
+
+
+def _case_folder(case: str, small: Path, sessions: Path, tmp_path: Path) -> Path:
+    """The programme of a case of `test_tables_read_side_by_side_equal_the_tables_read_in_turn`."""
     import shutil
 
-    import pandas as pd
-
-    import lcstats.data.load as load
-    from lcstats.core.errors import InputError
-
-    folder = small_programme_dir
-    if broken:  # a problem in every table: reported in the tables' order either way
-        folder = tmp_path / "broken"
-        shutil.copytree(small_programme_dir, folder)
+    if case in ("valid", "with a session log"):
+        return sessions if case == "with a session log" else small
+    folder = tmp_path / "edited"
+    shutil.copytree(small, folder)
+    if case == "with problems":  # a problem in every table: reported in the tables' order
         for name, old, new in (
             ("learners.csv", ",Analyst,", ",,"),
             ("action_items.csv", ",2025-", ",not a date-"),
@@ -87,33 +96,92 @@ def test_tables_read_side_by_side_equal_the_tables_read_in_turn(
         ):
             path = folder / name
             path.write_text(path.read_text().replace(old, new, 3))
+        return folder
+    for name in ("action_items.csv", "skill_assessments.csv"):  # rows of unknown learners
+        frame = pd.read_csv(folder / name, dtype=str, keep_default_na=False)
+        extra = frame.head(5).assign(learner_id="L-nobody")
+        if "item_id" in frame:
+            extra["item_id"] = [f"I-nobody-{i}" for i in range(5)]
+        pd.concat([frame, extra]).to_csv(folder / name, index=False)
+    return folder
+
+
+def _learners_first(load, monkeypatch) -> None:
+    """Let the other tables be read only once the learners have been (the largest file here)."""
+    learners_read, real_load = threading.Event(), load._load_table
+
+    def ordered(table, location, options):
+        if table != "learners":
+            learners_read.wait(30)
+            time.sleep(0.2)
+        found = real_load(table, location, options)
+        if table == "learners":
+            learners_read.set()
+        return found
+
+    monkeypatch.setattr(load, "_load_table", ordered)
+
+
+@pytest.mark.parametrize(
+    "case", ["valid", "with problems", "with unknown learners", "with a session log"]
+)
+def test_tables_read_side_by_side_equal_the_tables_read_in_turn(
+    small_programme_dir, sessions_programme_dir, tmp_path, monkeypatch, case
+):
+    """Read side by side, the tables, their sources and fingerprints, and the problems found
+    are those read in turn; so are the fingerprints taken while another table was still being
+    read, also for the tables the reading changes afterwards (rows of unknown learners left
+    out; the learners and the session log, from which coaching is derived)."""
+    import lcstats.data.load as load
+    from lcstats.core.errors import InputError
+
+    folder = _case_folder(case, small_programme_dir, sessions_programme_dir, tmp_path)
+    sessions = folder / "coaching_sessions.csv" if case == "with a session log" else None
 
     def read():
         try:
-            prog = load.load_programme(
+            return load.load_programme(
                 folder / "learners.csv",
                 folder / "action_items.csv",
                 folder / "skill_assessments.csv",
+                coaching_sessions=sessions,
+                as_of="2026-06-30",
             )
         except InputError as exc:
             return [str(p) for p in exc.problems]
-        return prog
 
     in_turn = read()
     monkeypatch.setattr(load, "SIDE_BY_SIDE_BYTES", 0)
     monkeypatch.setattr(load, "usable_cores", lambda: 2)
-    calls = []
-    real = load.prepare_schemas
+    calls, early = [], []
+    real, fingerprints = load.prepare_schemas, load.table_fingerprints
     monkeypatch.setattr(load, "prepare_schemas", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(
+        load,
+        "table_fingerprints",
+        lambda frames, *, threads=None: (
+            early.extend(frames) if threads == 1 else None,
+            fingerprints(frames, threads=threads),
+        )[1],
+    )
+    if case == "with a session log":
+        _learners_first(load, monkeypatch)
     together = read()
     assert calls  # the schemas were prepared for the threads
-    if broken:
+    if case == "with problems":
         assert isinstance(in_turn, list) and len(in_turn) >= 3
         assert together == in_turn
+        assert not early  # no fingerprint of a table with problems
         return
+    assert early  # at least the first table read while others were still being read
     for table in ("learners", "action_items", "skill_assessments"):
         pd.testing.assert_frame_equal(together.table(table), in_turn.table(table))
     assert together.sources == in_turn.sources
+    assert together.excluded == in_turn.excluded
+    if case == "with unknown learners":
+        assert set(in_turn.excluded) == {"action_items", "skill_assessments"}
+    if case == "with a session log":
+        assert "learners" in early and "coaching_sessions" in together.sources
 
 
 def test_an_evaluation_side_by_side_equals_the_evaluation_in_turn(example_evaluation, monkeypatch):

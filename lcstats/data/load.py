@@ -16,6 +16,7 @@ import gc
 import hashlib
 import io
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -914,13 +915,18 @@ def table_fingerprint(frame: pd.DataFrame) -> str:
     return table_fingerprints({"table": frame})["table"]
 
 
-def table_fingerprints(frames: Mapping[str, pd.DataFrame]) -> dict[str, str]:
-    """`table_fingerprint` of each table, on one DuckDB connection (15 ms to open)."""
+def table_fingerprints(
+    frames: Mapping[str, pd.DataFrame], *, threads: int | None = None
+) -> dict[str, str]:
+    """`table_fingerprint` of each table, on one DuckDB connection (15 ms to open) with
+    ``threads`` threads (default: `usable_cores`)."""
     import duckdb
 
     found = {}
+    if not frames:
+        return found
     with duckdb.connect() as con:
-        con.execute(f"SET threads TO {usable_cores()}")
+        con.execute(f"SET threads TO {threads or usable_cores()}")
         for name, frame in frames.items():
             columns = sorted(frame.columns)
             rows = pa.table(
@@ -1048,8 +1054,16 @@ def load_programme(
     if problems:
         raise InputError(list(dict.fromkeys(problems)))
     frames = {t: f.reset_index(drop=True) for t, f in frames.items()}
-    fingerprints = table_fingerprints({t: frames[t] for t in sources})
-    sources = {t: replace(s, fingerprint=fingerprints[t]) for t, s in sources.items()}
+    # fingerprints taken while another table was read hold for the tables left as they were read
+    changed = set(excluded)
+    if coaching_sessions is not None:  # `derive_coaching` rewrote both
+        changed |= {"learners", "coaching_sessions"}
+    fingerprints = table_fingerprints(
+        {t: frames[t] for t, s in sources.items() if not s.fingerprint or t in changed}
+    )
+    sources = {
+        t: replace(s, fingerprint=fingerprints.get(t, s.fingerprint)) for t, s in sources.items()
+    }
     return Programme(
         learners=frames["learners"],
         action_items=frames["action_items"],
@@ -1073,11 +1087,17 @@ def _read_all(
 
     Large files are read side by side on the machine's cores (`side_by_side`, the largest
     first); small ones, and tables from a database (on the connection they share), one after
-    the other.
+    the other. Side by side, a table read while another is still being read gets its
+    fingerprint at once, on its thread, where the core would otherwise wait for the largest
+    file (1M learners: the pre-flight 7.2-8.5 s -> 6.5-7.3 s, 4 runs each, interleaved);
+    `load_programme` takes the others, and those it changes, afterwards.
     """
     frames: dict[str, pd.DataFrame] = {}
     sources: dict[str, SourceFile] = {}
     problems: list[Problem] = []
+    order, workers = _read_plan(locations)
+    reading = [len(order)]  # tables not yet read
+    lock = threading.Lock()
 
     def load(item: tuple[str, Any]) -> tuple[pd.DataFrame | None, SourceFile | None, list]:
         table, location = item
@@ -1089,9 +1109,15 @@ def _read_all(
             "scale": scale_and_waves[0],
             "waves": scale_and_waves[1],
         }
-        return _load_table(table, location, options)
+        frame, src, found = _load_table(table, location, options)
+        with lock:
+            reading[0] -= 1
+            others = reading[0] > 0
+        if workers > 1 and others and frame is not None and not found:
+            fingerprint = table_fingerprints({table: frame}, threads=1)[table]
+            src = replace(src, fingerprint=fingerprint)
+        return frame, src, found
 
-    order, workers = _read_plan(locations)
     if workers > 1:
         prepare_schemas(*scale_and_waves)
     found_in_order = side_by_side(load, [(t, locations[t]) for t in order], workers=workers)
