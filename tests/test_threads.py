@@ -190,6 +190,7 @@ def test_an_evaluation_side_by_side_equals_the_evaluation_in_turn(example_evalua
     assessments are computed side by side: the same numbers and the same report as in turn."""
     import lcstats
     import lcstats.core.threads
+    import lcstats.estimation.diagnostics as diagnostics
     from lcstats.reporting.report import build_report
 
     pools = []
@@ -202,9 +203,19 @@ def test_an_evaluation_side_by_side_equals_the_evaluation_in_turn(example_evalua
     monkeypatch.setattr(lcstats.core.threads, "ThreadPoolExecutor", Counted)
     monkeypatch.setattr(lcstats.core.threads, "MIN_ROWS", 0)
     monkeypatch.setattr(lcstats.core.threads, "usable_cores", lambda: 2)
+    balanced_on = []  # the diagnostics' balance starts on a thread of its own, at once
+    real_balance = diagnostics.balance_from_propensity
+    monkeypatch.setattr(
+        diagnostics,
+        "balance_from_propensity",
+        lambda *a, **k: (
+            balanced_on.append(threading.current_thread().name) or real_balance(*a, **k)
+        ),
+    )
     ev = lcstats.evaluate(example_evaluation.params)
     ref = example_evaluation
     assert len(pools) >= 5  # exclusion, outcomes, effects, diagnostics, design, report
+    assert [name.split("_")[0] for name in balanced_on] == ["lcstats-balance"]
     pd.testing.assert_frame_equal(ev.outcomes.data, ref.outcomes.data, check_exact=True)
     pd.testing.assert_frame_equal(ev.effects.to_frame(), ref.effects.to_frame(), check_exact=True)
     pd.testing.assert_frame_equal(
