@@ -382,6 +382,11 @@ def test_the_run_kernel_is_launched_first_keeps_no_history_and_freezes_its_impor
                     # statsmodels imported without polars, which stays importable (moderndid)
                     "polars_left_out": "'polars' in __import__('sys').modules",
                     "polars": "__import__('polars').__name__",
+                    # and without formulaic: patsy stays statsmodels' formula engine
+                    "formulaic_left_out": "'formulaic' in __import__('sys').modules",
+                    "engine": "__import__('statsmodels.formula._manager', fromlist=['x'])"
+                    ".DEFAULT_FORMULA_ENGINE",
+                    "formulaic": "__import__('formulaic').__name__",
                     # started without the debugger's debugpy, which stays importable
                     "debugger": "__import__('ipykernel.debugger').debugger._is_debugpy_available",
                     "debugpy_left_out": "'debugpy' in __import__('sys').modules",
@@ -402,6 +407,8 @@ def test_the_run_kernel_is_launched_first_keeps_no_history_and_freezes_its_impor
     assert found["history"] == "False"
     assert found["imported"] == "True"
     assert found["polars_left_out"] == "False" and found["polars"] == "'polars'"
+    assert found["formulaic_left_out"] == "False" and found["formulaic"] == "'formulaic'"
+    assert found["engine"] == "'patsy'"
 
 
 def test_a_run_kernel_without_warm_up_collects_garbage():
