@@ -59,9 +59,10 @@ WARM_IMPORTS = (
 # example's diagnostics 0.60-0.74 s -> 0.31-0.46 s, 5 runs each, interleaved). statsmodels
 # imports two packages when they are installed (moderndid, the staggered designs' engine, needs
 # both) that lcstats never uses through it: polars, to accept polars frames (0.07 s), and
-# formulaic, a second engine for model formulas beside patsy, its default (0.05 s with narwhals;
-# the warm-up 0.96-0.99 s -> 0.92-0.93 s, 4 runs each, interleaved). It imports without them,
-# and they are importable again afterwards. The last line runs even when an import fails.
+# formulaic, a second engine for model formulas beside patsy, its default (0.05 s with
+# narwhals; the warm-up 0.97-0.99 s -> 0.92-0.93 s in 3 of 4 runs each, interleaved). It imports
+# without them, and they are importable again afterwards. The last line runs even when an
+# import fails.
 LEFT_OUT = ("polars", "formulaic")
 WARM_UP_FIRST = "import gc, sys; gc.disable(); " + "; ".join(
     f"sys.modules.setdefault({name!r}, None)" for name in LEFT_OUT
