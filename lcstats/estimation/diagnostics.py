@@ -293,12 +293,12 @@ def _outcome_analyses(
     covariates: Sequence[str],
     cluster: str | None,
     headline_method: str,
+    by: tuple[str, ...],
     **analysis: Any,
 ) -> tuple[EValue, dict[str, Callable[[], Any]]]:
     """The E-value of an outcome's headline estimate and its analyses (`_analyses`), on one
     compact copy of its analysis sample (``analysis``: the other arguments of `_analyses`)."""
     covs = outcome_covariates(outcome, covariates)
-    by = analysis["by"]
     used = [outcome, treatment, *covs, *by, "coaching_sessions", "manager_coached", "coached"]
     ids = [c for c in (cluster, "manager_id") if c is not None]
     compact = _compact(sample, [*used, *ids], ids)
@@ -313,6 +313,7 @@ def _outcome_analyses(
         treatment=treatment,
         covariates=covariates,
         cluster=cluster,
+        by=by,
         **analysis,
     )
     return evalue, analyses
